@@ -1,0 +1,400 @@
+"""The declaration of a command, and the batch engine every image command shares.
+
+A command module declares itself once::
+
+    @command(
+        "denoise",
+        summary="Remove noise from MR images.",
+        examples=[("Denoise a T1", "medcli denoise t1.nii.gz -o t1_dn.nii.gz")],
+        references=["Coupe et al. 2008, ..."],
+    )
+    def cli(method: Annotated[str, typer.Option(help="...")] = "auto") -> Step:
+        return lambda image, job: denoise(image, method=method)
+
+The function receives the command's own options and returns a *step*: a
+callable ``step(image, job) -> Image | None`` run once per input (heavy
+state such as a model is created by the command function, once per process).
+The decorator adds the shared options (:mod:`medcli.cli.options`), reads each
+input, writes each output atomically, and turns errors into exit codes. Help,
+man pages and shell completions are all generated from this declaration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import typer
+
+from medcli import __version__
+from medcli.cli import options as opt
+from medcli.cli.runtime import configure_threads, log, setup_logging, state
+from medcli.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    InputError,
+    MedcliError,
+    ProcessingError,
+    UsageError,
+)
+
+ARRAY_ENV = ("SLURM_ARRAY_TASK_ID", "PBS_ARRAY_INDEX", "PBS_ARRAYID", "SGE_TASK_ID", "LSB_JOBINDEX")
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+
+
+@dataclass
+class Job:
+    """One input of a batch, handed to the step with helpers for side outputs."""
+
+    source: str
+    output: str | None
+    index: int
+    force: bool = False
+    provenance: dict[str, Any] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+
+    def path(self, template: str | None) -> str | None:
+        """Expand ``{stem}``-style placeholders of a side-output option."""
+        return None if template is None else expand(template, self.source, self.index)
+
+    def write_image(self, image, template: str | None) -> None:
+        from medcli import io
+
+        dest = self.path(template)
+        if dest:
+            io.write(image, dest, force=self.force, description=describe())
+            self.written.append(dest)
+
+    def write_text(self, text: str | bytes, template: str | None) -> None:
+        dest = self.path(template)
+        if not dest:
+            return
+        if dest == "-":
+            out = sys.stdout.buffer
+            out.write(text if isinstance(text, bytes) else text.encode())
+            out.flush()
+            return
+        from medcli.io.safe import atomic_output
+
+        with atomic_output(dest, self.force) as tmp:
+            if isinstance(text, bytes):
+                tmp.write_bytes(text)
+            else:
+                tmp.write_text(text)
+        self.written.append(dest)
+
+
+Step = Callable[[Any, Job], Any]
+
+
+@dataclass
+class CommandSpec:
+    """Everything a command declares: used for help, man pages and completions."""
+
+    name: str
+    summary: str
+    description: str
+    examples: Sequence[tuple[str, str]]
+    references: Sequence[str]
+    batch: bool
+    fn: Callable[..., Any]
+    needs_3d: bool = False
+    allow_nonfinite: bool = False
+    output_required: bool = True
+    output_kind: str = "image"
+
+    def click_command(self):
+        """The click command typer builds from the declaration."""
+        app = typer.Typer(
+            add_completion=False,
+            pretty_exceptions_enable=False,
+            context_settings={"help_option_names": ["-h", "--help"]},
+        )
+        app.command(self.name, help=self.help_text(), short_help=self.summary, epilog=self.epilog())(self.wrapper())
+        cmd = typer.main.get_command(app)
+        cmd.medcli_spec = self  # type: ignore[attr-defined]
+        return cmd
+
+    def help_text(self) -> str:
+        return f"{self.summary}\n\n{self.description}".strip()
+
+    def epilog(self) -> str:
+        parts = []
+        if self.examples:
+            parts.append("Examples:\n\n" + "\n\n".join(f"{d}: {c}" for d, c in self.examples))
+        if self.references:
+            parts.append("References:\n\n" + "\n\n".join(self.references))
+        return "\n\n".join(parts)
+
+    def wrapper(self) -> Callable[..., int]:
+        own = list(inspect.signature(self.fn, eval_str=True).parameters.values())
+        hints = typing_hints(self.fn)
+        shared = (opt.BATCH if self.batch else []) + opt.COMMON
+        first = []
+        if self.batch:
+            first = [inspect.Parameter("inputs", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=opt.OptionalInputs)]
+        params = first + [p.replace(annotation=hints.get(p.name, p.annotation)) for p in own]
+        params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in shared]
+        shared_names = {n for n, _, _ in shared} | ({"inputs"} if self.batch else set())
+        spec = self
+
+        def run(**kwargs: Any) -> int:
+            common = {k: kwargs.pop(k) for k in list(kwargs) if k in shared_names}
+            state.quiet, state.verbose, state.debug = common["quiet"], common["verbose"], common["debug"]
+            state.device, state.command = common["device"], spec.name
+            setup_logging(state.quiet, state.verbose)
+            configure_threads(common["threads"])
+            if not spec.batch:
+                rv = spec.fn(**kwargs)
+                return int(rv or 0)
+            return run_batch(spec, common, kwargs)
+
+        run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        run.__doc__ = self.help_text()
+        run.__name__ = self.name.replace("-", "_")
+        return run
+
+
+def typing_hints(fn: Callable) -> dict[str, Any]:
+    import typing
+
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        return {}
+
+
+def command(
+    name: str,
+    *,
+    summary: str,
+    description: str = "",
+    examples: Sequence[tuple[str, str]] = (),
+    references: Sequence[str] = (),
+    batch: bool = True,
+    needs_3d: bool = False,
+    allow_nonfinite: bool = False,
+    output_required: bool = True,
+    output_kind: str = "image",
+) -> Callable[[Callable[..., Any]], CommandSpec]:
+    """Declare a command (see the module docstring)."""
+
+    def deco(fn: Callable[..., Any]) -> CommandSpec:
+        return CommandSpec(
+            name=name,
+            summary=summary,
+            description=inspect.cleandoc(description or (fn.__doc__ or "")),
+            examples=list(examples),
+            references=list(references),
+            batch=batch,
+            fn=fn,
+            needs_3d=needs_3d,
+            allow_nonfinite=allow_nonfinite,
+            output_required=output_required,
+            output_kind=output_kind,
+        )
+
+    return deco
+
+
+# -- batch engine ---------------------------------------------------------------------------------
+
+
+def stem_of(source: str) -> str:
+    name = Path(source.rstrip("/")).name
+    low = name.lower()
+    for suf in IMAGE_SUFFIXES:
+        if low.endswith(suf):
+            return name[: -len(suf)]
+    return name
+
+
+def expand(template: str, source: str, index: int) -> str:
+    """Fill an output template for one input.
+
+    Example:
+        >>> expand("out/{stem}_mask.nii.gz", "data/sub-01_T1w.nii.gz", 0)
+        'out/sub-01_T1w_mask.nii.gz'
+    """
+    if source == "-":
+        stem, name, folder = "stdin", "stdin.nii", "."
+    elif source.startswith("sample:"):
+        stem, name, folder = source[7:], source[7:] + ".nii.gz", "."
+    else:
+        stem, name, folder = stem_of(source), Path(source.rstrip("/")).name, str(Path(source).parent)
+    try:
+        return template.format(stem=stem, name=name, dir=folder, index=index)
+    except (KeyError, IndexError, ValueError) as e:
+        raise UsageError(f"bad output template {template!r}: use {{stem}}, {{name}}, {{dir}} or {{index}} ({e})") from e
+
+
+def read_list(path: str) -> list[tuple[str, str | None]]:
+    """Lines of ``--list``: input, optionally followed by a tab or comma and an output."""
+    try:
+        text = Path(path).read_text() if path != "-" else sys.stdin.read()
+    except OSError as e:
+        from medcli.io.safe import os_error_to_input
+
+        raise os_error_to_input(e, path) from e
+    rows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        sep = "\t" if "\t" in line else ("," if "," in line else None)
+        if sep:
+            a, b = (s.strip() for s in line.split(sep, 1))
+            rows.append((a, b or None))
+        else:
+            rows.append((line, None))
+    return rows
+
+
+def array_index_from_env() -> int | None:
+    for var in ARRAY_ENV:
+        val = os.environ.get(var, "").strip()
+        if val.isdigit():
+            return int(val)
+    return None
+
+
+def plan(spec: CommandSpec, common: dict[str, Any]) -> list[Job]:
+    """The (input, output) pairs this process handles."""
+    inputs = list(common.get("inputs") or [])
+    rows: list[tuple[str, str | None]] = [(i, None) for i in inputs]
+    if common.get("list_file"):
+        rows += read_list(common["list_file"])
+    if not rows:
+        raise UsageError("no input given (name files, '-', sample:NAME, or use --list FILE)")
+    output = common.get("output")
+    many = len(rows) > 1
+    if many and output and output != "-" and "{" not in output:
+        if Path(output).is_dir() or output.endswith("/"):
+            output = str(Path(output) / "{name}")
+        elif not all(o for _, o in rows):
+            raise UsageError(f"{len(rows)} inputs but one output {output!r}: use a template such as out/{{stem}}.nii.gz")
+    if many and output == "-":
+        raise UsageError("several inputs cannot all go to stdout")
+    jobs = []
+    for i, (src, out) in enumerate(rows):
+        dest = out or (expand(output, src, i) if output else None)
+        if dest is None and spec.output_required:
+            if not sys.stdout.isatty() and not many:
+                dest = "-"
+            else:
+                raise UsageError("no output given: use -o FILE (or -o - to write to stdout)")
+        jobs.append(Job(src, dest, i, force=common.get("force", False)))
+    idx = common.get("array_index")
+    if idx is None and common.get("list_file"):
+        idx = array_index_from_env()
+    if idx is not None:
+        k = common.get("chunk") or 1
+        jobs = jobs[idx * k : (idx + 1) * k]
+        if not jobs:
+            log.warning(f"array index {idx} (chunk {k}) is past the end of {len(rows)} inputs: nothing to do")
+    return jobs
+
+
+def describe() -> str:
+    return f"medcli {__version__} {state.command}".strip()
+
+
+def sha256_of(path: str) -> str | None:
+    if path == "-" or path.startswith("sample:") or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_batch(spec: CommandSpec, common: dict[str, Any], params: dict[str, Any]) -> int:
+    """Run the command's step over every planned input; return the exit code."""
+    from medcli import io
+
+    jobs = plan(spec, common)
+    todo = []
+    for job in jobs:
+        if job.output and job.output != "-":
+            if common.get("skip_existing") and Path(job.output).exists():
+                log.info(f"{job.output}: exists, skipped")
+                continue
+            if spec.output_kind == "image" and io.format_of(job.output) is None:
+                raise ProcessingError(
+                    "unknown output extension (use .nii.gz, .nii, .mgz, .nrrd, .nhdr, .mha or .mhd)", job.output
+                )
+            io.check_writable(job.output, job.force)
+        todo.append(job)
+    step = spec.fn(**params)
+    failures: list[tuple[Job, BaseException]] = []
+    single = len(todo) == 1 and len(jobs) == 1
+    for job in todo:
+        t0 = time.perf_counter()
+        try:
+            image = io.read(job.source, series=common.get("series"))
+            image = io.check_finite(image, job.source, allow=spec.allow_nonfinite)
+            if spec.needs_3d:
+                io.check_3d(image, job.source)
+            result = step(image, job)
+            if result is not None and job.output:
+                io.write(result, job.output, force=job.force, description=describe())
+                job.written.insert(0, job.output)
+            if common.get("sidecar") and job.output and job.output != "-":
+                write_sidecar(job, params, time.perf_counter() - t0)
+            log.info(f"{job.source} -> {job.output} ({time.perf_counter() - t0:.1f} s)")
+        except KeyboardInterrupt:
+            raise
+        except MedcliError as e:
+            if single:
+                raise
+            log.error(str(e))
+            failures.append((job, e))
+        except Exception as e:  # a bug, or a library failure we did not foresee
+            if single or state.debug:
+                raise
+            log.error(f"{job.source}: internal error: {type(e).__name__}: {e} (rerun with --debug)")
+            failures.append((job, e))
+    if failures:
+        log.error(f"{len(failures)} of {len(todo)} inputs failed")
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def write_sidecar(job: Job, params: dict[str, Any], seconds: float) -> None:
+    """A BIDS-style provenance JSON beside the output."""
+    out = job.output or ""
+    for suf in IMAGE_SUFFIXES:
+        if out.lower().endswith(suf):
+            out = out[: -len(suf)]
+            break
+    doc = {
+        "GeneratedBy": [{"Name": "medcli", "Version": __version__, "CodeURL": "https://pypi.org/project/medcli/"}],
+        "Command": state.command,
+        "CommandLine": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "Sources": [{"path": job.source, "sha256": sha256_of(job.source)}],
+        "Parameters": {k: _jsonable(v) for k, v in params.items()},
+        "DurationSeconds": round(seconds, 3),
+        **job.provenance,
+    }
+    job.write_text(json.dumps(doc, indent=2) + "\n", out + ".json")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return str(v)
+
+
+__all__ = ["command", "CommandSpec", "Job", "Step", "expand", "plan", "run_batch", "Optional", "InputError", "ProcessingError", "EXIT_INTERNAL"]

@@ -1,0 +1,257 @@
+"""One I/O path for every command: :func:`read` and :func:`write`.
+
+Formats are chosen by extension for outputs and by extension or content for
+inputs:
+
+========================  ======================  ====================
+format                    extensions              library
+========================  ======================  ====================
+NIfTI-1/2                 .nii, .nii.gz           nibabel
+MGH/MGZ                   .mgh, .mgz              nibabel
+NRRD                      .nrrd, .nhdr            SimpleITK
+MetaImage                 .mha, .mhd              SimpleITK
+DICOM                     folder, .dcm, no ext.   pydicom
+========================  ======================  ====================
+
+``-`` reads a NIfTI-1/2 stream (gzipped or not) from stdin and writes an
+uncompressed NIfTI-1 stream to stdout. ``sample:NAME`` reads a bundled sample
+(see :mod:`medcli.samples`).
+
+Example:
+    >>> from medcli import io
+    >>> img = io.read("sample:t1")  # doctest: +SKIP
+    >>> io.write(img, "t1.nrrd", force=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from medcli.errors import InputError, ProcessingError
+from medcli.image import Image
+from medcli.io.safe import atomic_output, check_writable, os_error_to_input, suffixes
+
+STDIO = "-"
+
+#: Output extension -> format name.
+WRITE_FORMATS = {
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
+    ".mgh": "mgh",
+    ".mgz": "mgh",
+    ".nrrd": "itk",
+    ".nhdr": "itk",
+    ".mha": "itk",
+    ".mhd": "itk",
+}
+
+#: Refuse images larger than this unless MEDCLI_MAX_MEMORY says otherwise
+#: (bytes of float32 voxels; a header claiming more is corrupt or absurd).
+DEFAULT_MAX_BYTES = 16 * 1024**3
+
+
+def max_bytes() -> int:
+    env = os.environ.get("MEDCLI_MAX_MEMORY")
+    if env:
+        return parse_size(env)
+    return DEFAULT_MAX_BYTES
+
+
+def parse_size(text: str) -> int:
+    """``'8G'`` -> 8 GiB in bytes; plain numbers are bytes."""
+    text = text.strip().upper().rstrip("B")
+    mult = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    if text and text[-1] in mult:
+        return int(float(text[:-1]) * mult[text[-1]])
+    return int(float(text))
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def format_of(path: str | Path) -> str | None:
+    """The write format of ``path`` from its extension, or None."""
+    return WRITE_FORMATS.get(suffixes(path).lower())
+
+
+def read(source: str | Path, *, series: str | None = None) -> Image:
+    """Read an image from a file, a DICOM folder, ``-`` (stdin) or ``sample:NAME``.
+
+    Args:
+        source: Where to read from.
+        series: DICOM SeriesInstanceUID or SeriesNumber, when a folder holds several.
+
+    Raises:
+        InputError: missing, unreadable, corrupt or absurd input (one-line message).
+    """
+    src = str(source)
+    if src == STDIO:
+        from medcli.io.stream import read_stdin
+
+        return read_stdin()
+    if src.startswith("sample:"):
+        from medcli.samples import sample_path
+
+        return read(sample_path(src[len("sample:"):]), series=series)
+    path = Path(src)
+    if not path.exists():
+        raise InputError("no such file or directory", path)
+    if path.is_dir():
+        from medcli.io.dicom import read_dicom
+
+        return read_dicom(path, series=series)
+    if not os.access(path, os.R_OK):
+        raise InputError("permission denied", path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise os_error_to_input(e, path) from e
+    if size == 0:
+        raise InputError("empty file (0 bytes)", path)
+    ext = suffixes(path).lower()
+    if ext in (".nii", ".nii.gz", ".mgh", ".mgz"):
+        from medcli.io.nifti import read_nibabel
+
+        img = read_nibabel(path)
+    elif ext in (".nrrd", ".nhdr", ".mha", ".mhd"):
+        from medcli.io.itk import read_itk
+
+        img = read_itk(path)
+    elif ext in (".dcm", ".ima", "") or _is_dicom(path):
+        from medcli.io.dicom import read_dicom
+
+        img = read_dicom(path, series=series)
+    else:
+        raise InputError(f"unknown image format {ext!r} (expected .nii, .nii.gz, .mgz, .nrrd, .mha, .mhd or DICOM)", path)
+    check_geometry(img, path)
+    img.meta.setdefault("source", str(path))
+    return img
+
+
+def _is_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+        return head[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def check_size(shape: tuple[int, ...], path: str | Path) -> None:
+    """Refuse a header whose dimensions are absurd, before allocating anything."""
+    if any(int(s) <= 0 for s in shape):
+        raise InputError(f"invalid dimensions {tuple(int(s) for s in shape)} in header", path)
+    need = float(np.prod([float(s) for s in shape])) * 4
+    limit = max_bytes()
+    if need > limit:
+        raise InputError(
+            f"header claims dimensions {tuple(int(s) for s in shape)}, which would need "
+            f"{human_bytes(need)} of memory (limit {human_bytes(limit)}, set MEDCLI_MAX_MEMORY to raise it)",
+            path,
+        )
+
+
+def check_geometry(img: Image, path: str | Path) -> None:
+    """Refuse zero/negative voxel sizes, singular or non-finite affines."""
+    aff = img.affine
+    if not np.all(np.isfinite(aff)):
+        raise InputError("affine contains NaN or Inf", path)
+    sp = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
+    if np.any(sp <= 1e-9):
+        raise InputError(f"zero voxel size {tuple(round(float(s), 6) for s in sp)} in header", path)
+    if abs(np.linalg.det(aff[:3, :3])) < 1e-12 * float(np.prod(sp)):
+        raise InputError("singular affine (voxel axes are not independent)", path)
+
+
+def check_finite(img: Image, path: str | Path | None = None, allow: bool = False) -> Image:
+    """Refuse NaN/Inf voxels; with ``allow``, replace them by 0 and warn."""
+    data = img.data
+    if not np.issubdtype(data.dtype, np.floating):
+        return img
+    bad = ~np.isfinite(data)
+    n = int(bad.sum())
+    if n == 0:
+        return img
+    where = path or img.meta.get("source", "input")
+    if not allow:
+        raise InputError(f"{n} voxels are NaN or Inf (fix the image, or set them to 0 first)", where)
+    from medcli.cli.runtime import log
+
+    log.warning(f"{where}: {n} NaN/Inf voxels set to 0")
+    fixed = np.where(bad, 0, data).astype(data.dtype)
+    return img.with_data(fixed)
+
+
+def check_3d(img: Image, path: str | Path | None = None, allow_4d: bool = True) -> None:
+    """Refuse images that are not 3D (or 4D when ``allow_4d``)."""
+    where = path or img.meta.get("source", "input")
+    shape = img.shape
+    if len(shape) < 3 or sum(s > 1 for s in shape[:3]) < 3:
+        raise InputError(f"this command needs a 3D image, got shape {shape}", where)
+    if len(shape) == 4 and not allow_4d and shape[3] > 1:
+        raise InputError(f"this command needs a 3D image, got 4D shape {shape}", where)
+
+
+def write(image: Image, dest: str | Path, *, force: bool = False, description: str | None = None) -> None:
+    """Write ``image`` atomically to ``dest`` (``-`` for stdout).
+
+    Raises:
+        ProcessingError: unknown extension, output exists without ``force``,
+            folder missing or read-only, disk full.
+    """
+    if description:
+        image.meta["description"] = description
+    if str(dest) == STDIO:
+        from medcli.io.stream import write_stdout
+
+        write_stdout(image)
+        return
+    fmt = format_of(dest)
+    if fmt is None:
+        raise ProcessingError(
+            f"unknown output extension {suffixes(dest)!r} (use .nii.gz, .nii, .mgz, .nrrd, .nhdr, .mha or .mhd)", dest
+        )
+    check_writable(dest, force)
+    if fmt in ("nifti", "mgh"):
+        from medcli.io.nifti import write_nibabel as writer
+    else:
+        from medcli.io.itk import write_itk as writer
+    if suffixes(dest).lower() in (".nhdr", ".mhd"):
+        _write_detached(image, Path(dest), force, writer)
+        return
+    with atomic_output(dest, force) as tmp:
+        writer(image, tmp)
+
+
+def _write_detached(image: Image, dest: Path, force: bool, writer) -> None:
+    """Header + data file pairs: write both in a private folder, then move both."""
+    import shutil
+    import tempfile
+
+    tmpdir = Path(tempfile.mkdtemp(prefix=".medcli-", dir=dest.parent))
+    try:
+        writer(image, tmpdir / dest.name)
+        files = sorted(tmpdir.iterdir(), key=lambda p: p.name == dest.name)  # header last
+        for f in files:
+            target = dest.parent / f.name
+            if target.exists() and not force:
+                raise ProcessingError("output exists (use --force to overwrite)", target)
+        for f in files:
+            os.replace(f, dest.parent / f.name)
+    except OSError as e:
+        from medcli.io.safe import _os_error
+
+        raise _os_error(e, dest) from e
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+__all__ = ["read", "write", "format_of", "check_finite", "check_3d", "check_size", "Image", "STDIO", "WRITE_FORMATS"]

@@ -1,0 +1,149 @@
+"""NIfTI-1/2 and MGH/MGZ through nibabel, with lazy voxel access."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from medcli.errors import InputError
+from medcli.image import Image
+
+#: NIfTI intent code for label maps.
+NIFTI_INTENT_LABEL = 1002
+
+
+def read_nibabel(path: Path) -> Image:
+    import nibabel as nib
+
+    try:
+        nimg = nib.load(str(path))
+        shape = tuple(int(s) for s in nimg.shape)
+    except (gzip.BadGzipFile, zlib.error, EOFError) as e:
+        raise InputError(f"corrupt or truncated gzip data ({e})", path) from e
+    except Exception as e:  # nibabel raises many types for a bad header
+        raise InputError(f"not a valid {_kind(path)} file ({_short(e)})", path) from e
+    return from_nibabel(nimg, path, shape)
+
+
+def from_nibabel(nimg, path: str | Path, shape: tuple[int, ...] | None = None) -> Image:
+    """Wrap a nibabel image (file-backed or in memory) as a lazy :class:`Image`."""
+    from medcli.io import check_size
+
+    shape = shape or tuple(int(s) for s in nimg.shape)
+    if len(shape) > 4:
+        # 5D NIfTI (e.g. vectors stored as t=1, c=3): fold trailing axes into the 4th.
+        if shape[3] == 1:
+            shape = shape[:3] + (int(np.prod(shape[4:])),)
+        else:
+            raise InputError(f"{len(shape)}D images are not supported (shape {shape})", path)
+    check_size(shape, path)
+    meta: dict = {"format": type(nimg).__name__}
+    hdr = nimg.header
+    affine = np.asarray(nimg.affine, float)
+    if hasattr(hdr, "get_sform"):
+        _check_qform_sform(hdr, path)
+        descrip = hdr.get("descrip")
+        if descrip is not None:
+            d = np.asarray(descrip).tobytes().rstrip(b"\0").decode("latin-1", "replace").strip()
+            if d:
+                meta["description"] = d
+        if int(hdr.get("intent_code", 0)) == NIFTI_INTENT_LABEL:
+            meta["intent"] = "label"
+        try:
+            meta["xyzt_units"] = hdr.get_xyzt_units()
+            if len(shape) == 4:
+                meta["tr"] = float(hdr.get_zooms()[3])
+        except Exception:
+            pass
+    dtype = nimg.get_data_dtype()
+    slope, inter = (None, None)
+    if hasattr(hdr, "get_slope_inter"):
+        slope, inter = hdr.get_slope_inter()
+    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
+    out_dtype = np.float64 if scaled and np.dtype(dtype).itemsize > 4 else (np.float32 if scaled else dtype)
+
+    def load() -> np.ndarray:
+        try:
+            arr = np.asanyarray(nimg.dataobj)
+        except (gzip.BadGzipFile, zlib.error, EOFError) as e:
+            raise InputError(f"corrupt or truncated gzip data ({_short(e)})", path) from e
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read voxel data, file truncated or corrupt ({_short(e)})", path) from e
+        if scaled and arr.dtype != out_dtype:
+            arr = arr.astype(out_dtype)
+        return arr.reshape(shape)
+
+    return Image(load, affine, meta, shape=shape, dtype=out_dtype)
+
+
+def _check_qform_sform(hdr, path) -> None:
+    try:
+        qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
+    except Exception:
+        return
+    if qcode > 0 and scode > 0:
+        q, s = hdr.get_qform(), hdr.get_sform()
+        if not np.allclose(q, s, atol=1e-3):
+            from medcli.cli.runtime import log
+
+            log.warning(f"{path}: qform and sform disagree; using the sform (as nibabel and FSL do)")
+
+
+def to_nibabel(image: Image, nifti2: bool = False):
+    """The nibabel NIfTI image of ``image`` (sform = qform = affine)."""
+    import nibabel as nib
+
+    data = _storable(image.data)
+    cls = nib.Nifti2Image if nifti2 else nib.Nifti1Image
+    nimg = cls(data, image.affine)
+    hdr = nimg.header
+    hdr.set_sform(image.affine, code=int(image.meta.get("sform_code", 1)))
+    hdr.set_qform(image.affine, code=1)
+    hdr.set_xyzt_units("mm", "sec")
+    if data.ndim == 4 and "tr" in image.meta:
+        zooms = list(hdr.get_zooms())
+        zooms[3] = float(image.meta["tr"])
+        hdr.set_zooms(zooms)
+    desc = image.meta.get("description")
+    if desc:
+        hdr["descrip"] = desc.encode("latin-1", "replace")[:79]
+    if image.meta.get("intent") == "label":
+        hdr.set_intent(NIFTI_INTENT_LABEL)
+    return nimg
+
+
+def write_nibabel(image: Image, path: Path) -> None:
+    import nibabel as nib
+
+    name = str(path).lower()
+    if name.endswith((".mgz", ".mgh")):
+        data = _storable(image.data)
+        if data.dtype not in (np.uint8, np.int16, np.int32, np.float32):
+            data = data.astype(np.float32)
+        nib.save(nib.MGHImage(data, image.affine), str(path))
+        return
+    nimg = to_nibabel(image)
+    nimg.to_filename(str(path))
+
+
+def _storable(data: np.ndarray) -> np.ndarray:
+    if data.dtype == bool:
+        return data.astype(np.uint8)
+    if data.dtype == np.int64:
+        if data.size == 0 or (data.min() >= np.iinfo(np.int32).min and data.max() <= np.iinfo(np.int32).max):
+            return data.astype(np.int32)
+    if data.dtype == np.float16:
+        return data.astype(np.float32)
+    return data
+
+
+def _kind(path: Path) -> str:
+    return "MGH/MGZ" if str(path).lower().endswith((".mgh", ".mgz")) else "NIfTI"
+
+
+def _short(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg[:160]

@@ -1,0 +1,48 @@
+"""The CLI as a user meets it: help, version, exit codes, one-line errors."""
+
+import subprocess
+import sys
+
+
+def test_help_lists_commands_and_imports_nothing_heavy(cli):
+    r = cli("--help")
+    assert r.returncode == 0
+    out = r.stdout.decode()
+    assert "convert" in out and "Exit codes" in out
+    probe = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "medcli", "--help"], capture_output=True, text=True
+    )
+    heavy = [ln for ln in probe.stderr.splitlines() if ln.rstrip().split("|")[-1].strip() in ("torch", "SimpleITK", "scipy")]
+    assert heavy == []
+
+
+def test_command_help_imports_nothing_heavy():
+    for cmd in ("info", "convert"):
+        probe = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "medcli", cmd, "--help"], capture_output=True, text=True
+        )
+        assert probe.returncode == 0
+        mods = {ln.rstrip().split("|")[-1].strip() for ln in probe.stderr.splitlines()}
+        assert not mods & {"torch", "SimpleITK", "scipy"}, cmd
+
+
+def test_version(cli):
+    from medcli import __version__
+
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.decode().strip() == f"medcli {__version__}"
+
+
+def test_unknown_option_is_usage_error(cli):
+    r = cli("convert", "sample:t1", "--bogus")
+    assert r.returncode == 2
+    assert r.stderr.decode().startswith("medcli: error:")
+    assert "Traceback" not in r.stderr.decode()
+
+
+def test_missing_file_one_line(cli, tmp_path):
+    r = cli("convert", tmp_path / "nope.nii.gz", "-o", tmp_path / "out.nii.gz")
+    assert r.returncode == 3
+    lines = r.stderr.decode().strip().splitlines()
+    assert lines == [f"medcli: error: {tmp_path / 'nope.nii.gz'}: no such file or directory"]
+    assert not (tmp_path / "out.nii.gz").exists()

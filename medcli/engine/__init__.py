@@ -1,0 +1,1 @@
+"""The inference engine shared by every learned command (see docs/ARCHITECTURE.md)."""

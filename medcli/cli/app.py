@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     from medcli.cli.runtime import install_signal_handlers, state
 
     install_signal_handlers()
+    state.argv = list(sys.argv[1:] if argv is None else argv)
     code = 0
     try:
         rv = group().main(args=argv, prog_name="medcli", standalone_mode=False)

@@ -35,7 +35,7 @@ import typer
 
 from medcli import __version__
 from medcli.cli import options as opt
-from medcli.cli.runtime import configure_threads, log, setup_logging, state
+from medcli.cli.runtime import check_device, configure_threads, log, progress, setup_logging, state
 from medcli.errors import (
     EXIT_INTERNAL,
     EXIT_OK,
@@ -46,7 +46,6 @@ from medcli.errors import (
     UsageError,
 )
 
-ARRAY_ENV = ("SLURM_ARRAY_TASK_ID", "PBS_ARRAY_INDEX", "PBS_ARRAYID", "SGE_TASK_ID", "LSB_JOBINDEX")
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
 
@@ -112,26 +111,39 @@ class CommandSpec:
     output_kind: str = "image"
 
     def click_command(self):
-        """The click command typer builds from the declaration."""
+        """The click command typer builds from the declaration.
+
+        The declaration (spec) stays reachable as ``cmd.medcli_spec``: the man
+        pages and shell completions are generated from it.
+        """
         app = typer.Typer(
             add_completion=False,
             pretty_exceptions_enable=False,
+            rich_markup_mode="rich",
             context_settings={"help_option_names": ["-h", "--help"]},
         )
-        app.command(self.name, help=self.help_text(), short_help=self.summary, epilog=self.epilog())(self.wrapper())
+        app.command(self.name, cls=MedcliCommand, help=self.help_text(), short_help=self.summary)(self.wrapper())
         cmd = typer.main.get_command(app)
         cmd.medcli_spec = self  # type: ignore[attr-defined]
+        for param in cmd.params:
+            if param.param_type_name == "argument":
+                # The metavar says it all ('INPUT'); typer would add '<list[str]>'.
+                param.metavar = param.metavar or (param.name or "arg").upper()
+                param.display_type_rich = lambda ctx: None
+            elif getattr(param, "metavar", None) is None and param.param_type_name == "option":
+                param.metavar = _metavar(param)
         return cmd
 
     def help_text(self) -> str:
         return f"{self.summary}\n\n{self.description}".strip()
 
     def epilog(self) -> str:
+        """Examples and references as plain text (the help without rich, man pages)."""
         parts = []
         if self.examples:
-            parts.append("Examples:\n\n" + "\n\n".join(f"{d}: {c}" for d, c in self.examples))
+            parts.append("Examples:\n" + "\n".join(f"  {d}:\n    $ {c}" for d, c in self.examples))
         if self.references:
-            parts.append("References:\n\n" + "\n\n".join(self.references))
+            parts.append("References:\n" + "\n".join(f"  {r}" for r in self.references))
         return "\n\n".join(parts)
 
     def wrapper(self) -> Callable[..., int]:
@@ -149,9 +161,10 @@ class CommandSpec:
         def run(**kwargs: Any) -> int:
             common = {k: kwargs.pop(k) for k in list(kwargs) if k in shared_names}
             state.quiet, state.verbose, state.debug = common["quiet"], common["verbose"], common["debug"]
-            state.device, state.command = common["device"], spec.name
+            state.command = spec.name
             setup_logging(state.quiet, state.verbose)
             configure_threads(common["threads"])
+            state.device = check_device(common["device"])
             if not spec.batch:
                 rv = spec.fn(**kwargs)
                 return int(rv or 0)
@@ -162,6 +175,80 @@ class CommandSpec:
         run.__doc__ = self.help_text()
         run.__name__ = self.name.replace("-", "_")
         return run
+
+
+class MedcliCommand(typer.core.TyperCommand):
+    """A typer command whose help ends with the declaration's examples and references.
+
+    Help texts are written as plain text (not rich markup), so that a
+    ``[default: ...]`` or ``[0, 1]`` in them is shown, not swallowed.
+    """
+
+    def get_help_option(self, ctx):
+        opt = super().get_help_option(ctx)
+        if opt is not None:
+            opt.metavar = ""
+            opt.rich_help_panel = opt_panel_common()
+        return opt
+
+    def format_help(self, ctx, formatter) -> None:
+        spec: CommandSpec | None = getattr(self, "medcli_spec", None)
+        if not typer.core.HAS_RICH or self.rich_markup_mode is None:
+            super().format_help(ctx, formatter)
+            return
+        from rich.markup import escape
+
+        saved = [(self, self.help)] + [(p, getattr(p, "help", None)) for p in self.get_params(ctx)]
+        try:
+            for obj, text in saved:
+                if text:
+                    obj.help = escape(text)
+            super().format_help(ctx, formatter)
+        finally:
+            for obj, text in saved:
+                obj.help = text
+        if spec is None or not (spec.examples or spec.references):
+            return
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+        from typer import rich_utils
+
+        console = rich_utils._get_rich_console()
+        if spec.examples:
+            table = Table.grid(padding=(0, 1))
+            for desc, cmdline in spec.examples:
+                table.add_row(Text(desc, style="dim"))
+                table.add_row(Text("  $ " + cmdline, style="bold"))
+            console.print(Panel(table, title="Examples", title_align="left", border_style="dim"))
+        if spec.references:
+            table = Table.grid()
+            for ref in spec.references:
+                table.add_row(Text(ref))
+            console.print(Panel(table, title="References", title_align="left", border_style="dim"))
+
+    def format_epilog(self, ctx, formatter) -> None:  # noqa: ARG002 - plain (non-rich) help only
+        spec: CommandSpec | None = getattr(self, "medcli_spec", None)
+        if spec is not None and spec.epilog():
+            formatter.write_paragraph()
+            for line in spec.epilog().splitlines():
+                formatter.write(line + "\n")
+
+
+def opt_panel_common() -> str:
+    return opt.COMMON_PANEL
+
+
+def _metavar(param) -> str:
+    """A short metavar for help: none for switches, TEXT/INTEGER/FLOAT or the choices otherwise."""
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return ""
+    try:
+        label = param.display_type(None).strip("<>")
+    except Exception:  # noqa: BLE001 - an unusual type: let typer show its own label
+        return None
+    label = label.replace(" range", "")
+    return {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH", "file": "PATH"}.get(label, label)
 
 
 def typing_hints(fn: Callable) -> dict[str, Any]:
@@ -259,29 +346,59 @@ def read_list(path: str) -> list[tuple[str, str | None]]:
     return rows
 
 
-def array_index_from_env() -> int | None:
-    for var in ARRAY_ENV:
+#: Array-task variables of the schedulers, and whether each counts from 1.
+#: SLURM and PBS Pro take whatever range was submitted (``--array=0-9``, ``-J 0-9``);
+#: SGE (``-t``) and LSF (``J[1-10]``) cannot start below 1.
+ARRAY_ENV_BASE = {"SLURM_ARRAY_TASK_ID": 0, "PBS_ARRAY_INDEX": 0, "PBS_ARRAYID": 0, "SGE_TASK_ID": 1, "LSB_JOBINDEX": 1}
+
+
+def array_index_from_env() -> tuple[int, str] | None:
+    """The 0-based chunk index of this array task, and the variable it came from.
+
+    SLURM and PBS indices are taken as given (submit ``--array=0-M``); SGE and
+    LSF indices, which start at 1, are reduced by 1. ``LSB_JOBINDEX=0`` means
+    "not an array job" for LSF and is ignored.
+    """
+    for var, base in ARRAY_ENV_BASE.items():
         val = os.environ.get(var, "").strip()
-        if val.isdigit():
-            return int(val)
+        if val.isdigit() and int(val) >= base and not (var == "LSB_JOBINDEX" and val == "0"):
+            return int(val) - base, var
     return None
 
 
+def _warn_about_slurm_range(n_chunks: int) -> None:
+    """Catch the two classic SLURM array mistakes: starting at 1, and too few tasks."""
+    lo, hi = os.environ.get("SLURM_ARRAY_TASK_MIN", ""), os.environ.get("SLURM_ARRAY_TASK_MAX", "")
+    if lo.isdigit() and int(lo) > 0:
+        log.warning(f"the SLURM array starts at {lo}, so chunks 0..{int(lo) - 1} are never run: submit --array=0-{n_chunks - 1}")
+    if hi.isdigit() and int(hi) < n_chunks - 1:
+        log.warning(f"the SLURM array ends at {hi} but there are {n_chunks} chunks: submit --array=0-{n_chunks - 1}")
+
+
 def plan(spec: CommandSpec, common: dict[str, Any]) -> list[Job]:
-    """The (input, output) pairs this process handles."""
+    """The (input, output) pairs this process handles.
+
+    Outputs come from the list file's second column, else from ``-o`` (a file,
+    a folder, or a template expanded per input). ``{index}`` is the position
+    in the whole list, so array tasks name their outputs consistently.
+
+    Raises:
+        UsageError: no input, stdin used twice, one output for many inputs.
+    """
     inputs = list(common.get("inputs") or [])
     rows: list[tuple[str, str | None]] = [(i, None) for i in inputs]
     if common.get("list_file"):
         rows += read_list(common["list_file"])
     if not rows:
         raise UsageError("no input given (name files, '-', sample:NAME, or use --list FILE)")
+    if [src for src, _ in rows].count("-") + (common.get("list_file") == "-") > 1:
+        raise UsageError("stdin ('-') can be read only once")
     output = common.get("output")
     many = len(rows) > 1
-    if many and output and output != "-" and "{" not in output:
-        if Path(output).is_dir() or output.endswith("/"):
-            output = str(Path(output) / "{name}")
-        elif not all(o for _, o in rows):
-            raise UsageError(f"{len(rows)} inputs but one output {output!r}: use a template such as out/{{stem}}.nii.gz")
+    if output and output != "-" and "{" not in output and (Path(output).is_dir() or output.endswith("/")):
+        output = str(Path(output) / "{name}")
+    if many and output and output != "-" and "{" not in output and not all(o for _, o in rows):
+        raise UsageError(f"{len(rows)} inputs but one output {output!r}: use a template such as out/{{stem}}.nii.gz")
     if many and output == "-":
         raise UsageError("several inputs cannot all go to stdout")
     jobs = []
@@ -289,15 +406,24 @@ def plan(spec: CommandSpec, common: dict[str, Any]) -> list[Job]:
         dest = out or (expand(output, src, i) if output else None)
         if dest is None and spec.output_required:
             if not sys.stdout.isatty() and not many:
-                dest = "-"
+                dest = "-"  # the next command of a pipe reads it
             else:
                 raise UsageError("no output given: use -o FILE (or -o - to write to stdout)")
         jobs.append(Job(src, dest, i, force=common.get("force", False)))
+    outs = [j.output for j in jobs if j.output and j.output != "-"]
+    if len(set(outs)) < len(outs):
+        dup = next(o for o in outs if outs.count(o) > 1)
+        raise UsageError(f"two inputs would write the same output {dup!r}: use {{stem}} or {{index}} in the template")
     idx = common.get("array_index")
+    k = common.get("chunk") or 1
     if idx is None and common.get("list_file"):
-        idx = array_index_from_env()
+        found = array_index_from_env()
+        if found is not None:
+            idx, var = found
+            log.debug(f"array task {idx} from {var}")
+            if var == "SLURM_ARRAY_TASK_ID":
+                _warn_about_slurm_range(-(-len(jobs) // k))
     if idx is not None:
-        k = common.get("chunk") or 1
         jobs = jobs[idx * k : (idx + 1) * k]
         if not jobs:
             log.warning(f"array index {idx} (chunk {k}) is past the end of {len(rows)} inputs: nothing to do")
@@ -305,11 +431,16 @@ def plan(spec: CommandSpec, common: dict[str, Any]) -> list[Job]:
 
 
 def describe() -> str:
+    """The provenance line written into every image header (NIfTI descrip, NRRD/MHA metadata)."""
     return f"medcli {__version__} {state.command}".strip()
 
 
 def sha256_of(path: str) -> str | None:
     if path == "-" or path.startswith("sample:") or not Path(path).is_file():
+        if path.startswith("sample:"):
+            from medcli.samples import sample_path
+
+            return sha256_of(str(sample_path(path[7:])))
         return None
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -318,11 +449,26 @@ def sha256_of(path: str) -> str | None:
     return h.hexdigest()
 
 
+def sidecar_path(output: str) -> str:
+    """``out/sub-01_T1w.nii.gz`` -> ``out/sub-01_T1w.json`` (BIDS names)."""
+    low = output.lower()
+    for suf in IMAGE_SUFFIXES:
+        if low.endswith(suf):
+            return output[: -len(suf)] + ".json"
+    return output + ".json"
+
+
 def run_batch(spec: CommandSpec, common: dict[str, Any], params: dict[str, Any]) -> int:
-    """Run the command's step over every planned input; return the exit code."""
+    """Run the command's step over every planned input; return the exit code.
+
+    Every output is checked before any work (a batch must not fail after an
+    hour on a typo). One input: its error is raised (exit 3/4). Several: a
+    failing input is reported, the others go on, and the exit code is 5.
+    """
     from medcli import io
 
     jobs = plan(spec, common)
+    sidecar = bool(common.get("sidecar"))
     todo = []
     for job in jobs:
         if job.output and job.output != "-":
@@ -334,59 +480,80 @@ def run_batch(spec: CommandSpec, common: dict[str, Any], params: dict[str, Any])
                     "unknown output extension (use .nii.gz, .nii, .mgz, .nrrd, .nhdr, .mha or .mhd)", job.output
                 )
             io.check_writable(job.output, job.force)
+            if sidecar:
+                io.check_writable(sidecar_path(job.output), job.force)
+        elif sidecar and job.output == "-":
+            log.warning("--sidecar: no sidecar for an image written to stdout")
         todo.append(job)
+    if not todo:
+        return EXIT_OK
+    # Heavy state (a model) is built here, once per process, not once per input.
     step = spec.fn(**params)
     failures: list[tuple[Job, BaseException]] = []
     single = len(todo) == 1 and len(jobs) == 1
-    for job in todo:
-        t0 = time.perf_counter()
-        try:
-            image = io.read(job.source, series=common.get("series"))
-            image = io.check_finite(image, job.source, allow=spec.allow_nonfinite)
-            if spec.needs_3d:
-                io.check_3d(image, job.source)
-            result = step(image, job)
-            if result is not None and job.output:
-                io.write(result, job.output, force=job.force, description=describe())
-                job.written.insert(0, job.output)
-            if common.get("sidecar") and job.output and job.output != "-":
-                write_sidecar(job, params, time.perf_counter() - t0)
-            log.info(f"{job.source} -> {job.output} ({time.perf_counter() - t0:.1f} s)")
-        except KeyboardInterrupt:
-            raise
-        except MedcliError as e:
-            if single:
+    with progress(len(todo) if len(todo) > 1 else None, spec.name) as advance:
+        for job in todo:
+            t0 = time.perf_counter()
+            try:
+                image = io.read(job.source, series=common.get("series"))
+                image = io.check_finite(image, job.source, allow=spec.allow_nonfinite)
+                if spec.needs_3d:
+                    io.check_3d(image, job.source)
+                result = step(image, job)
+                if result is not None and job.output:
+                    io.write(result, job.output, force=job.force, description=describe())
+                    if job.output != "-":
+                        job.written.insert(0, job.output)
+                if sidecar and job.output and job.output != "-":
+                    write_sidecar(job, params, time.perf_counter() - t0)
+                log.info(f"{job.source} -> {job.output} ({time.perf_counter() - t0:.1f} s)")
+            except KeyboardInterrupt:
                 raise
-            log.error(str(e))
-            failures.append((job, e))
-        except Exception as e:  # a bug, or a library failure we did not foresee
-            if single or state.debug:
-                raise
-            log.error(f"{job.source}: internal error: {type(e).__name__}: {e} (rerun with --debug)")
-            failures.append((job, e))
+            except MedcliError as e:
+                if single:
+                    raise
+                if state.debug:
+                    import traceback
+
+                    traceback.print_exc()
+                log.error(str(e))
+                failures.append((job, e))
+            except Exception as e:  # a bug, or a library failure we did not foresee
+                if single or state.debug:
+                    raise
+                log.error(f"{job.source}: internal error: {type(e).__name__}: {e} (rerun with --debug)")
+                failures.append((job, e))
+            advance()
     if failures:
-        log.error(f"{len(failures)} of {len(todo)} inputs failed")
+        names = ", ".join(j.source for j, _ in failures)
+        log.error(f"{len(failures)} of {len(todo)} inputs failed ({names}); the other {len(todo) - len(failures)} were written")
         return EXIT_PARTIAL
     return EXIT_OK
 
 
 def write_sidecar(job: Job, params: dict[str, Any], seconds: float) -> None:
-    """A BIDS-style provenance JSON beside the output."""
-    out = job.output or ""
-    for suf in IMAGE_SUFFIXES:
-        if out.lower().endswith(suf):
-            out = out[: -len(suf)]
-            break
+    """A BIDS-style provenance JSON beside the output (``OUT.json``).
+
+    Learned commands put ``{"Model": {"Name": ..., "SHA256": ...}}`` and
+    ``{"Seed": ...}`` in ``job.provenance``; it is merged in last.
+    """
     doc = {
         "GeneratedBy": [{"Name": "medcli", "Version": __version__, "CodeURL": "https://pypi.org/project/medcli/"}],
         "Command": state.command,
-        "CommandLine": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-        "Sources": [{"path": job.source, "sha256": sha256_of(job.source)}],
+        "CommandLine": shlex_join(["medcli"] + (state.argv or sys.argv[1:])),
+        "Sources": [{"Path": job.source, "SHA256": sha256_of(job.source)}],
         "Parameters": {k: _jsonable(v) for k, v in params.items()},
+        "Seed": params.get("seed"),
         "DurationSeconds": round(seconds, 3),
         **job.provenance,
     }
-    job.write_text(json.dumps(doc, indent=2) + "\n", out + ".json")
+    job.write_text(json.dumps(doc, indent=2) + "\n", sidecar_path(job.output or ""))
+
+
+def shlex_join(argv: Sequence[str]) -> str:
+    import shlex
+
+    return shlex.join(str(a) for a in argv)
 
 
 def _jsonable(v: Any) -> Any:

@@ -129,6 +129,36 @@ def torch_device(name: str | None = None):
         raise UsageError(f"--device {name}: {e}") from e
 
 
+def check_device(name: str) -> str:
+    """Refuse a ``--device`` that is malformed or absent, before any work.
+
+    ``auto`` and ``cpu`` cost nothing; ``cuda``/``mps`` import torch to ask
+    whether the device exists (the user asked for it, so torch is coming anyway).
+
+    Raises:
+        UsageError: unknown name, or no such device on this machine.
+    """
+    import re
+
+    from medcli.errors import UsageError
+
+    name = (name or "auto").strip().lower()
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
+        raise UsageError(f"--device {name}: expected auto, cpu, cuda, cuda:N or mps")
+    if name.startswith("cuda"):
+        torch = configure_torch()
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: no CUDA device is available (use --device cpu)")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are available")
+    elif name == "mps":
+        torch = configure_torch()
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UsageError("--device mps: MPS is not available (use --device cpu)")
+    return name
+
+
 def progress_enabled() -> bool:
     """Progress bars only for a person watching: stderr is a terminal and not ``-q``."""
     return not state.quiet and sys.stderr.isatty()

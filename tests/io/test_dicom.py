@@ -1,0 +1,220 @@
+"""DICOM series: exact oblique geometry whatever the file order, rescale, series choice, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dicomgen import LPS, oblique_affine, t1_block, write_enhanced, write_series
+from medcli import io
+from medcli.errors import InputError
+from medcli.io.dicom import read_dicom
+
+PYDICOM_FILES = Path(__import__("pydicom").__file__).parent / "data" / "test_files"
+
+
+@pytest.fixture(scope="module")
+def block(t1):
+    return t1_block(t1)
+
+
+@pytest.fixture(scope="module")
+def oblique_series(tmp_path_factory, block):
+    """Real T1 slices, rotated 20 degrees about two axes, 0.9x1.1x2.5 mm, slope 0.5, intercept -100."""
+    folder = tmp_path_factory.mktemp("oblique")
+    aff = oblique_affine()
+    write_series(folder, block, aff, slope=0.5, intercept=-100.0, shuffle=True)
+    return folder, aff, block
+
+
+def test_oblique_shuffled_series_geometry_and_values(oblique_series):
+    folder, truth, vol = oblique_series
+    img = io.read(folder)
+    assert img.shape == vol.shape
+    np.testing.assert_allclose(img.affine, truth, atol=1e-5, rtol=0)
+    assert img.dtype == np.float32  # a slope of 0.5 makes non-integer values possible
+    stored = np.rint((vol + 100.0) / 0.5)
+    np.testing.assert_array_equal(img.data, (stored * 0.5 - 100.0).astype(np.float32))
+    d = img.meta["dicom"]
+    assert (d["modality"], d["series_number"], d["slices"], d["series_description"]) == ("MR", 1, vol.shape[2], "test series")
+
+
+def test_geometry_matches_simpleitk_gdcm(oblique_series):
+    """An independent reader (ITK/GDCM) agrees on every voxel's world position."""
+    import SimpleITK as sitk
+
+    folder, _, _ = oblique_series
+    r = sitk.ImageSeriesReader()
+    r.SetFileNames(r.GetGDCMSeriesFileNames(str(folder)))
+    ref = r.Execute()
+    from medcli.io.itk import itk_geometry_to_affine
+
+    ref_aff = itk_geometry_to_affine(ref.GetDirection(), ref.GetSpacing(), ref.GetOrigin(), 3)
+    img = io.read(folder)
+    np.testing.assert_allclose(img.affine, ref_aff, atol=1e-4)
+    np.testing.assert_array_equal(img.data, sitk.GetArrayFromImage(ref).transpose(2, 1, 0))
+
+
+def test_slice_vector_against_normal_is_sorted_along_normal(tmp_path, block):
+    # Slices written in the direction opposite to row x column: the reader orders
+    # them along the normal, so the slice axis flips and the world positions stay.
+    aff = oblique_affine(deg=(-15.0, 25.0, 10.0))
+    aff[:3, 2] *= -1
+    write_series(tmp_path, block, aff)
+    img = io.read(tmp_path)
+    n = block.shape[2]
+    flipped = aff.copy()
+    flipped[:3, 3] = aff[:3, 3] + aff[:3, 2] * (n - 1)
+    flipped[:3, 2] = -aff[:3, 2]
+    np.testing.assert_allclose(img.affine, flipped, atol=1e-5)
+    np.testing.assert_array_equal(img.data, block[:, :, ::-1].astype(img.dtype))
+
+
+def test_integer_rescale_keeps_integers(tmp_path, block):
+    write_series(tmp_path, block - 1024.0, oblique_affine(), slope=1.0, intercept=-1024.0, modality="CT")
+    img = io.read(tmp_path)
+    assert img.dtype.kind == "i"
+    np.testing.assert_array_equal(img.data, block - 1024)
+
+
+def test_single_slice_file_is_3d_with_slice_thickness():
+    import pydicom
+
+    img = io.read("sample:ct")
+    assert img.shape == (128, 128, 1)
+    np.testing.assert_allclose(img.spacing, (0.661468, 0.661468, 5.0), atol=1e-6)
+    # IPP (-158.135803, -179.035797, -75.699997) LPS -> RAS
+    np.testing.assert_allclose(img.origin, (158.135803, 179.035797, -75.699997), atol=1e-6)
+    assert img.orientation == "LPS"
+    from medcli.samples import sample_path
+
+    ds = pydicom.dcmread(sample_path("ct"))
+    hu = ds.pixel_array.astype(np.int32) * int(ds.RescaleSlope) + int(ds.RescaleIntercept)
+    np.testing.assert_array_equal(img.data[:, :, 0], hu.T)
+    assert img.meta["dicom"]["modality"] == "CT" and img.meta["dicom"]["manufacturer"] == "GE MEDICAL SYSTEMS"
+
+
+def test_two_series_listed_then_chosen(tmp_path, block):
+    a = block[:, :, :10]
+    b = block[:, :, 10:16] * 0 + 7
+    write_series(tmp_path / "s1", a, oblique_affine(), series_uid="1.2.826.0.1.3680043.9.1", series_number=3, description="T1 MPRAGE")
+    write_series(tmp_path / "s2", b, np.diag([1.0, 1.0, 3.0, 1.0]), series_uid="1.2.826.0.1.3680043.9.2", series_number=5, description="FLAIR")
+    (tmp_path / "README.txt").write_text("not a DICOM file\n")
+    with pytest.raises(InputError) as e:
+        io.read(tmp_path)
+    msg = str(e.value)
+    assert "2 DICOM series found" in msg and "--series" in msg
+    assert "#3 1.2.826.0.1.3680043.9.1 'T1 MPRAGE' (10 slices)" in msg
+    assert "#5 1.2.826.0.1.3680043.9.2 'FLAIR' (6 slices)" in msg
+    assert io.read(tmp_path, series="3").shape == (64, 72, 10)
+    img = io.read(tmp_path, series="1.2.826.0.1.3680043.9.2")
+    assert img.shape == (64, 72, 6) and img.meta["dicom"]["series_description"] == "FLAIR"
+    with pytest.raises(InputError, match="no DICOM series '9'"):
+        io.read(tmp_path, series="9")
+
+
+def test_missing_slice_refused(tmp_path, block):
+    files = write_series(tmp_path, block[:, :, :12], oblique_affine(), shuffle=False)
+    files[5].unlink()
+    with pytest.raises(InputError, match=r"missing slices: 1 slice\(s\) absent.*usual step 2\.5 mm"):
+        read_dicom(tmp_path)
+
+
+def test_irregular_spacing_refused(tmp_path, block):
+    aff = oblique_affine()
+    lps = LPS @ aff[:3, :]
+    offsets = [0, 2.5, 5.0, 7.5, 10.7, 13.2, 15.7, 18.2]
+    pos = [lps[:, 3] + o / 2.5 * lps[:, 2] for o in offsets]
+    write_series(tmp_path, block[:, :, :8], aff, positions=pos)
+    with pytest.raises(InputError, match="irregular slice spacing: steps from 2.5 to 3.2 mm"):
+        read_dicom(tmp_path)
+
+
+def test_gantry_tilt_refused(tmp_path, block):
+    aff = np.diag([0.5, 0.5, 2.0, 1.0])
+    lps = LPS @ aff[:3, :]
+    # 15 degrees of tilt: each slice shifts 2*tan(15 deg) mm along the column direction.
+    shift = 2.0 * np.tan(np.radians(15))
+    pos = [lps[:, 3] + k * lps[:, 2] + k * shift * np.array([0, 1.0, 0]) for k in range(8)]
+    write_series(tmp_path, block[:, :, :8], aff, positions=pos)
+    with pytest.raises(InputError, match=r"gantry tilt: .*\(15.00 degrees"):
+        read_dicom(tmp_path)
+
+
+def test_missing_position_tags_refused(tmp_path, block):
+    write_series(tmp_path, block[:, :, :4], oblique_affine(), drop_position_tags=True)
+    with pytest.raises(InputError, match="missing position tags"):
+        read_dicom(tmp_path)
+
+
+def test_no_dicom_in_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "scan.bin").write_bytes(b"\0" * 300)
+    with pytest.raises(InputError, match=r"no DICOM files found in this folder \(2 files searched\)"):
+        io.read(tmp_path)
+
+
+def test_repeated_positions_make_4d(tmp_path, block):
+    aff = oblique_affine()
+    uid = "1.2.826.0.1.3680043.9.77"
+    write_series(tmp_path, block[:, :, :6], aff, series_uid=uid, acquisition=1)
+    write_series(tmp_path, block[:, :, :6] + 1, aff, series_uid=uid, acquisition=2, seed=3)
+    img = io.read(tmp_path)
+    assert img.shape == (64, 72, 6, 2)
+    np.testing.assert_allclose(img.affine, aff, atol=1e-5)
+    np.testing.assert_array_equal(img.data[..., 0], block[:, :, :6])
+    np.testing.assert_array_equal(img.data[..., 1], block[:, :, :6] + 1)
+
+
+def test_enhanced_multiframe(tmp_path, block):
+    aff = oblique_affine(deg=(10.0, -30.0, 5.0))
+    write_enhanced(tmp_path / "enh.dcm", block[:, :, :9], aff, slope=2.0, intercept=-50.0)
+    img = io.read(tmp_path / "enh.dcm")
+    np.testing.assert_allclose(img.affine, aff, atol=1e-5)
+    stored = np.rint((block[:, :, :9] + 50.0) / 2.0)
+    np.testing.assert_array_equal(img.data, (stored * 2.0 - 50.0).astype(img.dtype))
+    assert img.meta["dicom"]["series_number"] == 7
+
+
+def test_legacy_multiframe_rtdose():
+    import pydicom
+
+    path = PYDICOM_FILES / "rtdose.dcm"
+    ds = pydicom.dcmread(path)
+    img = io.read(path)
+    assert img.shape == (10, 10, 15)
+    np.testing.assert_allclose(img.spacing, (10.0, 10.0, 5.0))
+    np.testing.assert_allclose(img.origin, (-189.43125, -199.43125, -761.87))
+    np.testing.assert_allclose(img.data, np.transpose(ds.pixel_array, (2, 1, 0)) * float(ds.DoseGridScaling), rtol=1e-6)
+
+
+def test_cli_convert_dicom_to_nifti_and_info(cli, oblique_series, tmp_path):
+    folder, truth, _ = oblique_series
+    out = tmp_path / "t1.nii.gz"
+    r = cli("convert", folder, "-o", out)
+    assert r.returncode == 0, r.stderr.decode()
+    back = io.read(out)
+    np.testing.assert_allclose(back.affine, truth, atol=1e-5)
+    np.testing.assert_array_equal(back.data, io.read(folder).data)
+    r = cli("info", folder, "--json", "--header-only")
+    assert r.returncode == 0
+    info = json.loads(r.stdout)
+    assert info["dicom"]["slices"] == 24 and info["dicom"]["modality"] == "MR"
+    r = cli("info", folder)
+    assert "dicom series_description   test series" in r.stdout.decode()
+
+
+def test_cli_series_option(cli, tmp_path, block):
+    write_series(tmp_path / "a", block[:, :, :5], oblique_affine(), series_number=2, description="one")
+    write_series(tmp_path / "b", block[:, :, :7], oblique_affine(), series_number=4, description="two")
+    r = cli("convert", tmp_path, "-o", tmp_path / "x.nii.gz")
+    assert r.returncode == 3 and not (tmp_path / "x.nii.gz").exists()
+    err = r.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "2 DICOM series found" in err[0] and "'two' (7 slices)" in err[0]
+    r = cli("convert", tmp_path, "--series", "4", "-o", tmp_path / "x.nii.gz")
+    assert r.returncode == 0, r.stderr.decode()
+    assert io.read(tmp_path / "x.nii.gz").shape == (64, 72, 7)

@@ -1,0 +1,1 @@
+"""Pure segmentation functions behind ``medcli segment`` (brain extraction, tissues, ...)."""

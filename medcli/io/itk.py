@@ -26,25 +26,66 @@ def _sitk():
     return sitk
 
 
+#: SimpleITK pixel type name -> numpy dtype of one component. Names, not the
+#: integer IDs, because the IDs differ between SimpleITK builds (e.g. with or
+#: without 64-bit integer support).
+_PIXEL_DTYPES = {
+    "sitkUInt8": np.uint8, "sitkInt8": np.int8,
+    "sitkUInt16": np.uint16, "sitkInt16": np.int16,
+    "sitkUInt32": np.uint32, "sitkInt32": np.int32,
+    "sitkUInt64": np.uint64, "sitkInt64": np.int64,
+    "sitkFloat32": np.float32, "sitkFloat64": np.float64,
+    "sitkComplexFloat32": np.complex64, "sitkComplexFloat64": np.complex128,
+    "sitkVectorUInt8": np.uint8, "sitkVectorInt8": np.int8,
+    "sitkVectorUInt16": np.uint16, "sitkVectorInt16": np.int16,
+    "sitkVectorUInt32": np.uint32, "sitkVectorInt32": np.int32,
+    "sitkVectorUInt64": np.uint64, "sitkVectorInt64": np.int64,
+    "sitkVectorFloat32": np.float32, "sitkVectorFloat64": np.float64,
+}  # fmt: skip
+
+
+def pixel_dtype(sitk, pixel_id: int) -> np.dtype | None:
+    """The numpy dtype of one component of an ITK pixel type (None if unknown)."""
+    for name, dtype in _PIXEL_DTYPES.items():
+        if getattr(sitk, name, None) == pixel_id:
+            return np.dtype(dtype)
+    return None
+
+
 def read_itk(path: Path) -> Image:
+    """Read NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) lazily: the header now, voxels on first use.
+
+    Array layout: ITK's (x, y, z[, t]) index order becomes medcli's array
+    axes 0..3; a multi-component pixel (vector, RGB) becomes the 4th axis.
+    """
     sitk = _sitk()
     from medcli.io import check_size
 
+    kind = path.suffix.lstrip(".").upper()
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as e:
-        raise InputError(f"not a valid {path.suffix.lstrip('.').upper()} file ({_itk_msg(e)})", path) from e
+        raise InputError(f"not a valid {kind} file ({_itk_msg(e)})", path) from e
     size = tuple(int(s) for s in reader.GetSize())
     ncomp = int(reader.GetNumberOfComponents())
     dim = len(size)
-    shape = size + ((ncomp,) if ncomp > 1 else ())
+    dtype = pixel_dtype(sitk, reader.GetPixelID())
+    if dtype is None:
+        raise InputError(f"unsupported {kind} pixel type {reader.GetPixelIDTypeAsString()!r}", path)
+    if dim > 4 or (dim == 4 and ncomp > 1):
+        raise InputError(f"{dim}D images with {ncomp} components per voxel are not supported", path)
+    spatial = size + (1,) * (3 - dim) if dim < 3 else size
+    shape = spatial + ((ncomp,) if ncomp > 1 else ())
     check_size(shape, path)
-    if dim == 2:
-        shape = size + (1,) + ((ncomp,) if ncomp > 1 else ())
-    affine = itk_geometry_to_affine(reader.GetDirection(), reader.GetSpacing(), reader.GetOrigin(), dim)
-    meta = {"format": "itk"}
+    try:
+        affine = itk_geometry_to_affine(reader.GetDirection(), reader.GetSpacing(), reader.GetOrigin(), dim)
+    except ValueError as e:
+        raise InputError(f"invalid geometry in header ({e})", path) from e
+    meta: dict = {"format": "itk"}
+    if dim == 4:
+        meta["tr"] = float(reader.GetSpacing()[3])
     for key in reader.GetMetaDataKeys():
         if key in ("medcli", "content"):
             meta["description"] = reader.GetMetaData(key)
@@ -54,20 +95,15 @@ def read_itk(path: Path) -> Image:
             img = reader.Execute()
         except RuntimeError as e:
             raise InputError(f"cannot read voxel data, file truncated or corrupt ({_itk_msg(e)})", path) from e
-        arr = sitk.GetArrayFromImage(img)  # (z, y, x[, c]) or (t, z, y, x)
-        if ncomp > 1:
-            arr = np.moveaxis(arr, -1, 0)
-        arr = arr.transpose(tuple(range(arr.ndim))[::-1]) if ncomp == 1 else _comp_last(arr)
-        return np.ascontiguousarray(arr).reshape(shape)
+        except MemoryError as e:
+            raise InputError("not enough memory to read the voxels", path) from e
+        # numpy's view is the reverse of ITK's index order: (t, z, y, x) or (z, y, x, c).
+        arr = sitk.GetArrayFromImage(img)
+        nsp = arr.ndim - (1 if ncomp > 1 else 0)
+        axes = tuple(range(nsp - 1, -1, -1)) + ((nsp,) if ncomp > 1 else ())
+        return np.ascontiguousarray(arr.transpose(axes)).reshape(shape)
 
-    dtype = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * dim, reader.GetPixelID())).dtype) if ncomp == 1 else None
     return Image(load, affine, meta, shape=shape, dtype=dtype)
-
-
-def _comp_last(arr: np.ndarray) -> np.ndarray:
-    # arr is (c, z, y, x): reverse the spatial axes and keep components last
-    spatial = arr.ndim - 1
-    return arr.transpose(tuple(range(spatial, 0, -1)) + (0,))
 
 
 def itk_geometry_to_affine(direction, spacing, origin, dim: int) -> np.ndarray:
@@ -92,6 +128,8 @@ def write_itk(image: Image, path: Path) -> None:
         data = data.astype(np.uint8)
     if data.dtype == np.float16:
         data = data.astype(np.float32)
+    if data.ndim == 2:
+        data = data[:, :, None]
     sp = np.asarray(image.spacing)
     rot = image.affine[:3, :3] / sp
     d3 = _LPS @ rot
@@ -115,7 +153,48 @@ def write_itk(image: Image, path: Path) -> None:
     writer = sitk.ImageFileWriter()
     writer.SetFileName(str(path))
     writer.SetUseCompression(True)
-    writer.Execute(img)
+    try:
+        writer.Execute(img)
+    except RuntimeError as e:
+        raise _write_error(e, path) from e
+
+
+def _write_error(e: RuntimeError, path: Path) -> Exception:
+    """ITK reports I/O failures as RuntimeError; give back the OSError they were,
+    so that :func:`medcli.io.safe.atomic_output` words them like any other."""
+    import errno
+
+    text = str(e).lower()
+    if "no space" in text or "disk full" in text:
+        return OSError(errno.ENOSPC, "No space left on device", str(path))
+    if "too large" in text or "size limit" in text:
+        return OSError(errno.EFBIG, "File too large", str(path))
+    if "permission denied" in text:
+        return OSError(errno.EACCES, "Permission denied", str(path))
+    if "fwrite wrote only" in text or "couldn't write" in text or "stream is fail" in text:
+        # NRRD's writer does not say why a write came up short: look for the usual causes.
+        import os
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        try:
+            import glob
+
+            base = glob.escape(path.name[: -len(path.suffix)] if path.suffix else path.name)
+            size = max((p.stat().st_size for p in path.parent.glob(base + "*")), default=0)
+        except OSError:
+            size = 0
+        if limit != resource.RLIM_INFINITY and size >= limit * 0.9:
+            return OSError(errno.EFBIG, "File too large", str(path))
+        try:
+            st = os.statvfs(path.parent)
+            if st.f_bavail * st.f_frsize < 1 << 20:
+                return OSError(errno.ENOSPC, "No space left on device", str(path))
+        except OSError:
+            pass
+    from medcli.errors import ProcessingError
+
+    return ProcessingError(f"cannot write ({_itk_msg(e)})", path)
 
 
 def _itk_msg(e: Exception) -> str:

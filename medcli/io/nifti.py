@@ -55,10 +55,15 @@ def from_nibabel(nimg, path: str | Path, shape: tuple[int, ...] | None = None) -
         try:
             meta["xyzt_units"] = hdr.get_xyzt_units()
             if len(shape) == 4:
-                meta["tr"] = float(hdr.get_zooms()[3])
+                # meta["tr"] is in seconds whatever unit the header uses.
+                scale = {"msec": 1e-3, "usec": 1e-6}.get(hdr.get_xyzt_units()[1], 1.0)
+                meta["tr"] = float(hdr.get_zooms()[3]) * scale
         except Exception:
             pass
-    dtype = nimg.get_data_dtype()
+    elif "tr" in hdr and float(hdr["tr"]) > 0 and len(shape) == 4:
+        meta["tr"] = float(hdr["tr"]) / 1000.0  # MGH keeps TR in milliseconds
+    # Native byte order: MGH is big-endian on disk, and torch refuses swapped arrays.
+    dtype = np.dtype(nimg.get_data_dtype()).newbyteorder("=")
     slope, inter = (None, None)
     if hasattr(hdr, "get_slope_inter"):
         slope, inter = hdr.get_slope_inter()
@@ -72,7 +77,11 @@ def from_nibabel(nimg, path: str | Path, shape: tuple[int, ...] | None = None) -
             raise InputError(f"corrupt or truncated gzip data ({_short(e)})", path) from e
         except (OSError, ValueError) as e:
             raise InputError(f"cannot read voxel data, file truncated or corrupt ({_short(e)})", path) from e
-        if scaled and arr.dtype != out_dtype:
+        except MemoryError as e:
+            raise InputError("not enough memory to read the voxels", path) from e
+        except Exception as e:  # nibabel/numpy raise many types on a corrupt payload
+            raise InputError(f"cannot read voxel data ({_short(e)})", path) from e
+        if arr.dtype != out_dtype:
             arr = arr.astype(out_dtype)
         return arr.reshape(shape)
 
@@ -123,7 +132,10 @@ def write_nibabel(image: Image, path: Path) -> None:
         data = _storable(image.data)
         if data.dtype not in (np.uint8, np.int16, np.int32, np.float32):
             data = data.astype(np.float32)
-        nib.save(nib.MGHImage(data, image.affine), str(path))
+        mgh = nib.MGHImage(data, image.affine)
+        if data.ndim == 4 and "tr" in image.meta:
+            mgh.header["tr"] = float(image.meta["tr"]) * 1000.0
+        nib.save(mgh, str(path))
         return
     nimg = to_nibabel(image)
     nimg.to_filename(str(path))

@@ -387,12 +387,15 @@ def plan(spec: CommandSpec, common: dict[str, Any]) -> list[Job]:
     """
     inputs = list(common.get("inputs") or [])
     rows: list[tuple[str, str | None]] = [(i, None) for i in inputs]
+    stdin_uses = inputs.count("-") + (common.get("list_file") == "-")
     if common.get("list_file"):
-        rows += read_list(common["list_file"])
+        if stdin_uses < 2:
+            rows += read_list(common["list_file"])
+            stdin_uses += [src for src, _ in rows[len(inputs) :]].count("-")
+    if stdin_uses > 1:
+        raise UsageError("stdin ('-') can be read only once")
     if not rows:
         raise UsageError("no input given (name files, '-', sample:NAME, or use --list FILE)")
-    if [src for src, _ in rows].count("-") + (common.get("list_file") == "-") > 1:
-        raise UsageError("stdin ('-') can be read only once")
     output = common.get("output")
     many = len(rows) > 1
     if output and output != "-" and "{" not in output and (Path(output).is_dir() or output.endswith("/")):

@@ -118,3 +118,19 @@ def test_command_help_is_readable(cli):
     assert "(e.g. out/{stem}_mask.nii.gz)" in flat
     plain = cli("convert", "--help", env={"TYPER_USE_RICH": "0"}).stdout.decode()
     assert "-f, --force  " in plain and "$ medcli convert dicom_dir/ -o scan.nii.gz" in plain
+
+
+def test_no_progress_bar_or_colour_when_stderr_is_not_a_terminal(cli, tmp_path):
+    r = cli("convert", "sample:t1", "sample:wm", "-o", tmp_path / "{stem}.nii", "-v")
+    err = r.stderr.decode()
+    assert r.returncode == 0 and err.splitlines()[0].startswith("medcli: sample:t1 -> ")
+    assert "\x1b[" not in err and "\r" not in err
+
+
+def test_progress_is_a_no_op_without_a_terminal():
+    from medcli.cli import runtime
+
+    with runtime.progress(3, "x") as advance:
+        for _ in range(3):
+            advance()
+    assert runtime.progress_enabled() is False  # pytest captures stderr

@@ -105,6 +105,7 @@ def predict(
     if not 0 <= overlap < 1:
         raise UsageError(f"overlap must be in [0, 1), not {overlap}")
     dev = device if isinstance(device, torch.device) else torch_device(device)
+    spec = inference_spec(spec)
     if deterministic:
         set_deterministic(True)
     work, to_input = to_model_space(image, spec)
@@ -118,6 +119,20 @@ def predict(
     )
     out = np.moveaxis(probs, 0, -1)  # channels last
     return to_input(Image(out, work.affine, dict(image.meta)))
+
+
+def inference_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The flat inference settings of a spec: its ``input`` table (registry form) over top-level keys.
+
+    Accepts the registry spellings ``normalisation`` and ``mirror_axes`` for
+    ``normalization`` and ``tta_axes``.
+    """
+    flat = {k: v for k, v in spec.items() if k != "input"}
+    flat.update(spec.get("input") or {})
+    for alias, key in (("normalisation", "normalization"), ("mirror_axes", "tta_axes")):
+        if alias in flat and key not in flat:
+            flat[key] = flat.pop(alias)
+    return flat
 
 
 # --------------------------------------------------------------------------- geometry

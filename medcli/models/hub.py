@@ -475,6 +475,9 @@ def _read_user_spec(p: Path) -> tuple[dict, Path]:
     if not isinstance(doc, dict) or "architecture" not in doc:
         raise InputError("model spec has no 'architecture'", c)
     listed = [f for f in doc.get("files") or [] if isinstance(f, dict)]
+    if not listed and doc.get("sha256"):
+        # The short form: one weights file whose hash sits at the top of the spec.
+        listed = [{"name": "model.safetensors", "sha256": doc["sha256"]}]
     if p.is_dir():
         files = listed or [{"name": "model.safetensors"}]
     else:

@@ -56,6 +56,15 @@ def test_user_model_without_hash_or_spec_is_refused(hub_env, tmp_path):
     save_file(tiny_state(), str(tmp_path / "w.safetensors"))
     with pytest.raises(InputError, match="no model spec"):
         hub.load(tmp_path / "w.safetensors")
+    # The short form 'medcli train' writes: the weights' hash at the top of spec.json.
+    run = tmp_path / "run"
+    run.mkdir()
+    save_file(tiny_state(), str(run / "model.safetensors"))
+    (run / "spec.json").write_text(json.dumps({"name": "r", "architecture": "unet", "sha256": sha256((run / "model.safetensors").read_bytes())}))
+    assert torch.equal(hub.load(run)[1]["conv.bias"], tiny_state()["conv.bias"])
+    (run / "spec.json").write_text(json.dumps({"name": "r", "architecture": "unet", "sha256": "1" * 64}))
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        hub.load(run)
     (tmp_path / "w.json").write_text(json.dumps({"architecture": "unet"}))
     with pytest.raises(InputError, match="no sha256"):
         hub.load(tmp_path / "w.safetensors")

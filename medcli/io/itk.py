@@ -79,6 +79,10 @@ def read_itk(path: Path) -> Image:
     spatial = size + (1,) * (3 - dim) if dim < 3 else size
     shape = spatial + ((ncomp,) if ncomp > 1 else ())
     check_size(shape, path)
+    spacing = tuple(float(v) for v in reader.GetSpacing())
+    if any(v <= 0 for v in spacing[: min(dim, 3)]):
+        kind = "zero" if any(v == 0 for v in spacing) else "negative"
+        raise InputError(f"{kind} voxel size {spacing} in header", path)
     try:
         affine = itk_geometry_to_affine(reader.GetDirection(), reader.GetSpacing(), reader.GetOrigin(), dim)
     except ValueError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,53 @@ def read_nibabel(path: Path) -> Image:
     import nibabel as nib
 
     try:
-        nimg = nib.load(str(path))
-        shape = tuple(int(s) for s in nimg.shape)
+        with _header_problems() as problems:
+            nimg = nib.load(str(path))
+            shape = tuple(int(s) for s in nimg.shape)
     except (gzip.BadGzipFile, zlib.error, EOFError) as e:
         raise InputError(f"corrupt or truncated gzip data ({e})", path) from e
     except Exception as e:  # nibabel raises many types for a bad header
         raise InputError(f"not a valid {_kind(path)} file ({_short(e)})", path) from e
+    _judge_header_problems(problems, nimg.header, path)
     return from_nibabel(nimg, path, shape)
+
+
+@contextmanager
+def _header_problems():
+    """Collect what nibabel's header checks report instead of letting it print them.
+
+    nibabel silently "fixes" some broken headers (a zero voxel size becomes 1,
+    a negative one its absolute value) and prints a note on stderr; medcli
+    decides itself whether that is an error or a warning.
+    """
+    import logging
+
+    from nibabel import imageglobals
+
+    found: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found.append(record.getMessage())
+
+    keep = _Keep()
+    with imageglobals.LoggingOutputSuppressor():
+        imageglobals.logger.addHandler(keep)
+        try:
+            yield found
+        finally:
+            imageglobals.logger.removeHandler(keep)
+
+
+def _judge_header_problems(problems: list[str], hdr, path) -> None:
+    from medcli.cli.runtime import log
+
+    sform_used = "sform_code" in hdr and int(hdr["sform_code"]) > 0
+    for msg in problems:
+        if "pixdim[1,2,3]" in msg and not sform_used:
+            kind = "zero" if "non-zero" in msg else "negative"
+            raise InputError(f"{kind} voxel size in header (pixdim[1:4]) and no sform; refusing to guess the geometry", path)
+        log.warning(f"{path}: header: {msg}")
 
 
 def from_nibabel(nimg, path: str | Path, shape: tuple[int, ...] | None = None) -> Image:

@@ -122,17 +122,17 @@ class CommandSpec:
             rich_markup_mode="rich",
             context_settings={"help_option_names": ["-h", "--help"]},
         )
-        app.command(self.name, cls=MedcliCommand, help=self.help_text(), short_help=self.summary)(self.wrapper())
-        cmd = typer.main.get_command(app)
-        cmd.medcli_spec = self  # type: ignore[attr-defined]
-        for param in cmd.params:
-            if param.param_type_name == "argument":
-                # The metavar says it all ('INPUT'); typer would add '<list[str]>'.
-                param.metavar = param.metavar or (param.name or "arg").upper()
-                param.display_type_rich = lambda ctx: None
-            elif getattr(param, "metavar", None) is None and param.param_type_name == "option":
-                param.metavar = _metavar(param)
-        return cmd
+        self.register(app)
+        return typer.main.get_command(app)
+
+    def register(self, app: typer.Typer, name: str | None = None) -> None:
+        """Add this command to a typer app (also as a sub-command of a group, under ``name``).
+
+        The click command is a :class:`MedcliCommand` that knows its declaration
+        (``cmd.medcli_spec``): help, man pages and completions come from it.
+        """
+        cls = type("MedcliCommand", (MedcliCommand,), {"medcli_spec": self})
+        app.command(name or self.name, cls=cls, help=self.help_text(), short_help=self.summary)(self.wrapper())
 
     def help_text(self) -> str:
         return f"{self.summary}\n\n{self.description}".strip()
@@ -184,6 +184,18 @@ class MedcliCommand(typer.core.TyperCommand):
     ``[default: ...]`` or ``[0, 1]`` in them is shown, not swallowed.
     """
 
+    medcli_spec: "CommandSpec | None" = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.param_type_name == "argument":
+                # The metavar says it all ('INPUT'); typer would add '<list[str]>'.
+                param.metavar = param.metavar or (param.name or "arg").upper()
+                param.display_type_rich = lambda ctx: None
+            elif getattr(param, "metavar", None) is None:
+                param.metavar = _metavar(param)
+
     def get_help_option(self, ctx):
         opt = super().get_help_option(ctx)
         if opt is not None:
@@ -192,7 +204,7 @@ class MedcliCommand(typer.core.TyperCommand):
         return opt
 
     def format_help(self, ctx, formatter) -> None:
-        spec: CommandSpec | None = getattr(self, "medcli_spec", None)
+        spec = self.medcli_spec
         if not typer.core.HAS_RICH or self.rich_markup_mode is None:
             super().format_help(ctx, formatter)
             return
@@ -228,7 +240,7 @@ class MedcliCommand(typer.core.TyperCommand):
             console.print(Panel(table, title="References", title_align="left", border_style="dim"))
 
     def format_epilog(self, ctx, formatter) -> None:  # noqa: ARG002 - plain (non-rich) help only
-        spec: CommandSpec | None = getattr(self, "medcli_spec", None)
+        spec = self.medcli_spec
         if spec is not None and spec.epilog():
             formatter.write_paragraph()
             for line in spec.epilog().splitlines():

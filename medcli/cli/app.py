@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = group().main(args=argv, prog_name="medcli", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
+        if code == EXIT_INTERRUPTED:  # typer turns KeyboardInterrupt (and SIGTERM) into a silent Exit(130)
+            _err("interrupted; no partial output was left")
     except typer.Exit as e:
         code = e.exit_code
     except typer.Abort:

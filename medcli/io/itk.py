@@ -7,6 +7,7 @@ Geometry is carried in float64 end to end, so a round trip keeps it to 1e-5 mm.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -158,9 +159,44 @@ def write_itk(image: Image, path: Path) -> None:
     writer.SetFileName(str(path))
     writer.SetUseCompression(True)
     try:
-        writer.Execute(img)
+        with _quiet_stderr():
+            writer.Execute(img)
     except RuntimeError as e:
         raise _write_error(e, path) from e
+
+
+@contextmanager
+def _quiet_stderr():
+    """Hold back what ITK's C++ code prints on stderr (fd 2) while it runs.
+
+    MetaImage writes lines such as "M_WriteElementsData: file stream is fail"
+    straight to std::cerr; medcli's errors are one line, so such chatter is
+    logged at debug level instead of reaching the user.
+    """
+    import os
+    import sys
+    import tempfile
+
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured in tests)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as buf:
+        os.dup2(buf.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            buf.seek(0)
+            chatter = buf.read().decode("utf-8", "replace").strip()
+            if chatter:
+                from medcli.cli.runtime import log
+
+                log.debug(f"ITK: {chatter}")
 
 
 def _write_error(e: RuntimeError, path: Path) -> Exception:

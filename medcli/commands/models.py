@@ -45,11 +45,20 @@ class GroupSpec:
         return "Examples:\n\n" + "\n\n".join(f"{d}: {c}" for d, c in self.examples)
 
     def click_command(self):
+        class _Group(typer.core.TyperGroup):
+            def get_help_option(self, ctx):
+                opt = super().get_help_option(ctx)
+                if opt is not None:
+                    opt.metavar = ""  # not typer's '<bool>'
+                return opt
+
         app = typer.Typer(
+            cls=_Group,
             name=self.name,
             help=self.help_text(),
             epilog=self.epilog(),
             add_completion=False,
+            rich_markup_mode="rich",
             # Without a sub-command: one error line pointing at --help (rich help printed
             # by no_args_is_help would bypass medcli's error path).
             no_args_is_help=False,
@@ -57,10 +66,11 @@ class GroupSpec:
             context_settings={"help_option_names": ["-h", "--help"]},
         )
         for sub in self.subcommands:
-            short = sub.name.split()[-1]
-            app.command(short, help=sub.help_text(), short_help=sub.summary, epilog=sub.epilog())(sub.wrapper())
+            sub.register(app, sub.name.split()[-1])
         cmd = typer.main.get_command(app)
         cmd.medcli_spec = self  # type: ignore[attr-defined]
+        # Same attribute as harmonize's 'fit' form: docs generation walks it.
+        cmd.medcli_subcommands = {sub.name.split()[-1]: sub for sub in self.subcommands}  # type: ignore[attr-defined]
         return cmd
 
 

@@ -198,13 +198,15 @@ def test_verify_detects_corruption_and_pull_repairs(hub_env, tmp_path, monkeypat
     [p] = hub.fetch("synth")
     env = {**hub_env, "MEDCLI_REGISTRY": os.environ["MEDCLI_REGISTRY"]}
     r = cli("models", "verify", env=env)
-    assert r.returncode == 0 and r.stdout.decode().startswith("ok")
+    line = next(l for l in r.stdout.decode().splitlines() if l.endswith(str(p)))
+    assert r.returncode == 0 and line.split()[:3] == ["ok", "synth", "synth.bin"]
     raw = bytearray(p.read_bytes())
     raw[12345] ^= 0xFF  # one flipped bit, same size
     p.write_bytes(bytes(raw))
     r = cli("models", "verify", env=env)
     assert r.returncode == 4
-    assert r.stdout.decode().startswith("CORRUPT") and str(p) in r.stdout.decode()
+    bad = [l.split() for l in r.stdout.decode().splitlines() if l.startswith("CORRUPT")]
+    assert bad == [["CORRUPT", "synth", "synth.bin", str(p)]], r.stdout.decode()
     assert "medcli models rm synth" in r.stderr.decode() and r.stderr.decode().count("\n") == 1
     # The corrupt copy is never used: the next fetch downloads a good one in its place.
     assert hub.fetch("synth") == [p] and p.read_bytes() == DATA

@@ -131,10 +131,13 @@ def download(
         raise ProcessingError(f"cannot create the model cache folder: {e.strerror}", dest.parent) from e
     lock = FileLock(str(dest) + ".lock")
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.info(f"{label}: another process is downloading it; waiting")
-        lock.acquire()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info(f"{label}: another process is downloading it; waiting")
+            lock.acquire()
+    except OSError as e:
+        raise ProcessingError(f"cannot write to the model cache ({e.strerror}); set MEDCLI_HOME to a writable folder", dest.parent) from e
     try:
         # The process that held the lock before us may have installed it already.
         if dest.exists():
@@ -221,6 +224,10 @@ def _transfer(url: str, part: Path, size: int | None, label: str, timeout: float
         status = getattr(resp, "status", 200)
         if offset and status != 206:
             offset = 0  # the server ignored Range: start over
+        elif offset and not (resp.headers.get("Content-Range") or "").startswith(f"bytes {offset}-"):
+            # A 206 for other bytes than we asked: appending them would corrupt the part.
+            part.unlink()
+            raise _Retry(f"{url} answered a range other than bytes {offset}-")
         length = resp.headers.get("Content-Length")
         expected_total = (offset + int(length)) if length and length.isdigit() else size
         mode = "ab" if offset else "wb"

@@ -314,12 +314,19 @@ def _converted(model: dict, f: dict, original: Path) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ProcessingError(f"cannot create the model cache folder: {e.strerror}", dest.parent) from e
-    with FileLock(str(dest) + ".lock"):
+    try:
+        lock = FileLock(str(dest) + ".lock")
+        lock.acquire()
+    except OSError as e:
+        raise ProcessingError(f"cannot write to the model cache ({e.strerror}); set MEDCLI_HOME to a writable folder", dest.parent) from e
+    try:
         found = _find_converted(model, f)
         if found is not None:
             return found
         state = _run_converter(model, original)
         _save_safetensors(state, dest, {"source": f["name"], "source_sha256": f["sha256"].lower(), "converter": model["convert"]})
+    finally:
+        lock.release()
     return dest
 
 

@@ -27,6 +27,7 @@ class Rule:
     stall: float = 0.0  # seconds of silence before the headers
     ignore_range: bool = False
     delay: float = 0.0  # seconds between 64 KiB chunks
+    redirect: str | None = None  # answer 302 to this path (mirrors such as GitHub releases redirect)
 
 
 @dataclass
@@ -68,6 +69,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if rule.status:
             self.send_error(rule.status)
+            return
+        if rule.redirect:
+            self.send_response(302)
+            self.send_header("Location", rule.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if path not in s.files:
             self.send_error(404)

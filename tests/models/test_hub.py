@@ -85,6 +85,25 @@ def test_truncated_download_is_never_installed(hub_env, tmp_path, monkeypatch, s
     assert p.read_bytes() == DATA and server.served.gets("/synth.bin")[-1] == "bytes=3000-"
 
 
+def test_redirect_is_followed_and_range_kept(hub_env, tmp_path, monkeypatch, server):
+    register(tmp_path, monkeypatch, server)
+    server.served.files["/real/synth.bin"] = DATA
+    server.served.rules["/synth.bin"] = Rule(redirect="/real/synth.bin")
+    server.served.rules["/real/synth.bin"] = Rule(cut_after=70_000)
+    [p] = hub.fetch("synth")
+    assert p.read_bytes() == DATA
+    assert server.served.gets("/real/synth.bin") == [None, "bytes=70000-"]
+
+
+def test_unwritable_cache_is_one_line_exit_4(hub_env, tmp_path, monkeypatch, server, cli):
+    register(tmp_path, monkeypatch, server)
+    (tmp_path / "afile").write_text("")
+    env = {**hub_env, "MEDCLI_REGISTRY": os.environ["MEDCLI_REGISTRY"], "MEDCLI_HOME": str(tmp_path / "afile" / "home")}
+    r = cli("models", "pull", "synth", env=env)
+    assert r.returncode == 4 and r.stderr.decode().count("\n") == 1 and b"model cache" in r.stderr, r.stderr
+    assert server.served.requests == []
+
+
 def test_mirror_url_is_tried_first(hub_env, tmp_path, monkeypatch, server):
     register(tmp_path, monkeypatch, server)
     server.served.files["/mirror/synth.bin"] = DATA

@@ -1,0 +1,207 @@
+"""``medcli segment``: brain masks, brain tissues and CT structures as uint8 label maps."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from medcli.cli.command import Job, command
+from medcli.errors import UsageError
+from medcli.image import Image
+
+TASKS = ("brain", "tissue", "ct-body", "ct-lungs", "ct-bone", "ct-fat")
+LABEL_HELP = (
+    "brain: 1 brain. tissue: 1 CSF, 2 GM, 3 WM. ct-body: 1 body. ct-lungs: 1 right lung, 2 left lung. "
+    "ct-bone: 1 bone. ct-fat: 1 subcutaneous fat, 2 visceral fat."
+)
+
+
+@command(
+    "segment",
+    summary="Segment brain, tissue classes or CT structures; write label maps, stats and QC.",
+    description=(
+        "Writes a uint8 label map on the input's grid and orientation (0 = background). Labels: "
+        + LABEL_HELP
+        + "\n\n--task brain runs a brain-extraction network (deepbet by default, bundled; --model hd-bet). "
+        "--task tissue segments CSF/GM/WM inside the brain of an MR image of any contrast: 'classical' is a "
+        "Gaussian mixture with a Potts MRF on the N4-corrected brain, 'learned' the contrast-agnostic 'tissue' "
+        "model (or --model NAME|PATH); the brain is the non-zero region of a skull-stripped image, --mask FILE, "
+        "or found by brain extraction. CT tasks threshold Hounsfield units and clean up by morphology.\n\n"
+        "Side outputs take the same {stem} templates as -o: --labels-out (label table: .txt ITK-SNAP, .ctbl "
+        "3D Slicer, .json), --probabilities (4D float32, channel k = label k+1), --stats (.json/.csv volumes in mL, "
+        "intracranial volume, model and sha256), --qc (PNG mosaic with legend), --masked (skull-stripped image)."
+    ),
+    examples=[
+        ("Brain mask of the bundled T1", "medcli segment sample:t1 -o mask.nii.gz"),
+        ("Skull-strip and keep the stripped image", "medcli segment t1.nii.gz -o mask.nii.gz --masked t1_brain.nii.gz"),
+        (
+            "CSF/GM/WM with volumes and a QC picture",
+            "medcli segment sample:t1 --task tissue -o tissue.nii.gz --stats tissue.csv --qc tissue.png",
+        ),
+        ("Grey matter only, many subjects", "medcli segment sub-*/anat/*T1w.nii.gz --task tissue --labels GM -o gm/{stem}.nii.gz"),
+        ("Lungs of a CT series", "medcli segment ct_dicom/ --task ct-lungs -o lungs.nii.gz --labels-out lungs.ctbl"),
+    ],
+    references=[
+        "Fisch et al. 2024, deepbet: Fast brain extraction of T1-weighted MRI using CNNs, Comput Biol Med.",
+        "Isensee et al. 2019, Automated brain extraction of multisequence MRI using artificial neural networks, HBM.",
+        "Zhang, Brady, Smith 2001, Segmentation of brain MR images through a hidden Markov random field model "
+        "and the expectation-maximization algorithm, IEEE TMI.",
+        "Tustison et al. 2010, N4ITK: improved N3 bias correction, IEEE TMI.",
+        "Billot et al. 2023, SynthSeg: segmentation of brain MRI scans of any contrast and resolution, MedIA.",
+    ],
+)
+def cli(
+    task: Annotated[str, typer.Option("--task", "-t", help=f"What to segment: {', '.join(TASKS)}.")] = "brain",
+    model: Annotated[
+        Optional[str],
+        typer.Option("--model", "-m", help="Model name or path (brain: deepbet, hd-bet; tissue: tissue).", show_default=False),
+    ] = None,
+    method: Annotated[
+        Optional[str],
+        typer.Option("--method", help="Tissue method: learned or classical [default: the better one measured].", show_default=False),
+    ] = None,
+    mask: Annotated[
+        Optional[str], typer.Option("--mask", help="Brain mask on the input grid (tissue task; skips brain extraction).", show_default=False)
+    ] = None,
+    labels: Annotated[
+        Optional[str], typer.Option("--labels", help="Keep only these labels (values or names, e.g. 2,3 or GM,WM).", show_default=False)
+    ] = None,
+    labels_out: Annotated[
+        Optional[str], typer.Option("--labels-out", help="Write the label table (.txt ITK-SNAP, .ctbl Slicer, .json).", show_default=False)
+    ] = None,
+    probabilities: Annotated[
+        Optional[str], typer.Option("--probabilities", help="Write class probabilities (4D float32 image).", show_default=False)
+    ] = None,
+    stats: Annotated[
+        Optional[str], typer.Option("--stats", help="Write volumes per label (.json or .csv).", show_default=False)
+    ] = None,
+    qc: Annotated[Optional[str], typer.Option("--qc", help="Write a QC mosaic (.png).", show_default=False)] = None,
+    masked: Annotated[
+        Optional[str], typer.Option("--masked", help="Also write the input with everything outside the brain set to 0.", show_default=False)
+    ] = None,
+    postprocess: Annotated[
+        bool,
+        typer.Option(
+            "--postprocess/--no-postprocess",
+            help="Clean up: largest component and hole filling (brain, CT), small islands merged (tissue).",
+        ),
+    ] = True,
+):
+    import numpy as np
+
+    from medcli.segment.outputs import LABELS, label_table, parse_labels
+
+    if task not in TASKS:
+        raise UsageError(f"--task must be one of {', '.join(TASKS)}, not {task!r}")
+    table = LABELS[task]
+    keep = parse_labels(labels, table)
+    if keep:
+        table = {v: table[v] for v in keep}
+    ct = task.startswith("ct-")
+    if ct and (model or method):
+        raise UsageError(f"--task {task} is rule-based (Hounsfield units): --model and --method do not apply")
+    if ct and (probabilities or mask or masked):
+        raise UsageError(f"--task {task} is rule-based: --probabilities, --mask and --masked do not apply")
+    if task == "brain" and (method or mask):
+        raise UsageError("--method and --mask apply to --task tissue")
+    if task != "tissue" and method:
+        raise UsageError("--method applies to --task tissue")
+    if method is not None and method not in ("learned", "classical"):
+        raise UsageError(f"--method must be learned or classical, not {method!r}")
+    if labels_out:
+        label_table(table, labels_out)  # a bad extension fails before any work
+    if stats and not (stats == "-" or stats.lower().endswith((".json", ".csv"))):
+        raise UsageError(f"--stats {stats!r}: use a .json or .csv file")
+    if qc and not qc.lower().endswith(".png"):
+        raise UsageError(f"--qc {qc!r}: the QC picture is a .png file")
+
+    from medcli import io
+
+    mask_image = io.read(mask) if mask else None
+
+    def step(image: Image, job: Job) -> Image:
+        result, probs, brain, model_name, sha = run_task(task, image, model=model, method=method, mask=mask_image,
+                                                         postprocess=postprocess, masked_out=bool(masked))
+        data = np.asarray(result.data)
+        if keep:
+            from medcli.segment.postprocess import keep_labels
+
+            data = keep_labels(data, keep)
+        out = Image(data.astype(np.uint8), image.affine, {k: v for k, v in image.meta.items() if k != "intent"})
+        job.provenance.update({"Task": task, "Model": model_name, "ModelSha256": sha})
+        if masked and brain is not None:
+            src = np.asarray(image.data)
+            m = brain if src.ndim == 3 else brain[..., None]
+            job.write_image(image.with_data(np.where(m, src, 0).astype(src.dtype)), masked)
+        if probabilities and probs is not None:
+            from medcli.segment.outputs import probabilities_image
+
+            job.write_image(probabilities_image(probs, keep), probabilities)
+        if labels_out:
+            job.write_text(label_table(table, job.path(labels_out) or labels_out), labels_out)
+        if stats:
+            from medcli.segment.outputs import statistics, stats_text
+
+            doc = statistics(out, table, brain=brain if not ct else None, model=model_name, sha256=sha, source=job.source)
+            job.write_text(stats_text(doc, job.path(stats) or stats), stats)
+        if qc:
+            from medcli.segment.outputs import qc_png
+
+            title = f"{task} ({model_name})" if model_name else task
+            job.write_text(qc_png(image, out, table, ct=ct, title=title), qc)
+        return out
+
+    return step
+
+
+def run_task(task: str, image: Image, *, model=None, method=None, mask=None, postprocess=True, masked_out=False):
+    """Run one task: (labels, probabilities or None, brain mask or None, model name, model sha256)."""
+    import numpy as np
+
+    from medcli.errors import ProcessingError
+
+    if task.startswith("ct-"):
+        from medcli.segment.ct import TASKS as CT
+
+        return CT[task](image, postprocess=postprocess), None, None, "rules (HU thresholds + morphology)", None
+    if task == "brain":
+        from medcli.segment import brain as B
+
+        name = model or B.DEFAULT_MODEL
+        mask_img, prob = B.extract_brain(image, model=name, postprocess=postprocess)
+        return mask_img, prob, np.asarray(mask_img.data) > 0, name, _brain_sha(B, name)
+    from medcli.segment import tissue as T
+
+    chosen = method or T.DEFAULT_METHOD
+    if chosen == "learned":
+        name = model or T.DEFAULT_MODEL
+    else:
+        if model:
+            raise UsageError("--model selects a learned tissue model: use it with --method learned")
+        name = "classical (GMM + Potts MRF, N4)"
+    brain, _ = T.brain_mask(image, mask)
+    labels, probs = T.segment_tissue(
+        image, chosen, model=model or T.DEFAULT_MODEL, mask=Image(brain.astype(np.uint8), image.affine), postprocess=postprocess
+    )
+    sha = _model_sha(name) if chosen == "learned" else None
+    if not np.asarray(labels.data).any():
+        raise ProcessingError("no tissue found inside the brain mask", image.meta.get("source"))
+    return labels, probs, brain, name, sha
+
+
+def _brain_sha(module, name: str) -> str | None:
+    bundled = getattr(module, "BUNDLED", {})
+    return bundled[name][1] if name in bundled else _model_sha(name)
+
+
+def _model_sha(name: str) -> str | None:
+    """sha256 of a model's (first) weight file, from the hub's registry or a user model's spec."""
+    try:
+        from medcli.models import hub
+
+        spec = hub.spec(name) if "/" not in name and not name.endswith(".safetensors") else hub.load(name)[0]
+    except Exception:  # noqa: BLE001 - stats must not fail for want of a hash
+        return None
+    files = list(spec.get("files") or []) + list(spec.get("folds") or [])
+    return files[0].get("sha256") if files else None

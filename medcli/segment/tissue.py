@@ -1,0 +1,182 @@
+"""Brain tissue classes (CSF = 1, GM = 2, WM = 3) on the input's grid, classical or learned.
+
+``classical``: Gaussian mixture + Potts MRF on the N4-corrected brain
+(:mod:`medcli.segment.classical`), with clusters named by their depth in the
+brain so that any MR contrast works. ``learned``: the contrast-agnostic
+``tissue`` model (or any model with the same labels) through the inference
+engine. The brain is found first: the non-zero region of a skull-stripped
+image, a mask the caller gives, or brain extraction when the head has a skull.
+
+Example:
+    >>> from medcli import io
+    >>> labels, probs = segment_tissue(io.read("sample:t1"))  # doctest: +SKIP
+    >>> labels.data.max(), probs.shape[-1]  # doctest: +SKIP
+    (3, 3)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medcli.errors import InputError, ProcessingError, UsageError
+from medcli.image import Image
+
+METHODS = ("classical", "learned")
+#: Default method: the one that measured better on held-out cases (tests/benchmarks/results/segment.md).
+DEFAULT_METHOD = "classical"
+DEFAULT_MODEL = "tissue"
+#: Potts strength of the classical method (tuned in tests/benchmarks/bench_segment.py).
+BETA = 1.5
+
+_MODELS: dict[str, Any] = {}
+
+
+def is_skull_stripped(image: Image) -> bool:
+    """True when much of the volume is exactly at background level, as skull stripping leaves it.
+
+    An MR head image has noise everywhere outside the head and skin, scalp and
+    skull around the brain: few of its voxels equal the minimum. A stripped
+    image has whole regions set to one value (usually 0).
+    """
+    data = np.asarray(image.data)
+    lo, hi = float(data.min()), float(data.max())
+    if hi <= lo:
+        return False
+    background = data <= lo + 1e-6 * (hi - lo)
+    return float(background.mean()) >= 0.25
+
+
+def brain_mask(image: Image, mask: Image | None = None, model: str | None = None) -> tuple[np.ndarray, str]:
+    """The brain mask of ``image`` as a boolean array, and how it was obtained.
+
+    Args:
+        image: The input image.
+        mask: A brain mask on the same grid (any non-zero voxel is brain).
+        model: Brain-extraction model for images with a skull (default: the brain default).
+
+    Returns:
+        ``(mask, source)`` where source is ``"given"``, ``"nonzero"`` or the brain model's name.
+    """
+    from medcli.segment.postprocess import fill_holes, largest_component
+
+    if mask is not None:
+        if tuple(mask.shape[:3]) != tuple(image.shape[:3]) or not np.allclose(mask.affine, image.affine, atol=1e-4):
+            raise InputError(
+                f"brain mask grid {mask.shape[:3]} does not match the image grid {image.shape[:3]} "
+                "(same shape and affine needed)",
+                mask.meta.get("source"),
+            )
+        m = np.asarray(mask.data)
+        m = (m[..., 0] if m.ndim == 4 else m) > 0
+        if not m.any():
+            raise InputError("brain mask is empty", mask.meta.get("source"))
+        return m, "given"
+    if is_skull_stripped(image):
+        data = np.asarray(image.data)
+        m = fill_holes(largest_component(data > data.min()))
+        return m, "nonzero"
+    from medcli.segment.brain import DEFAULT_MODEL as BRAIN_DEFAULT
+    from medcli.segment.brain import extract_brain
+
+    from medcli.cli.runtime import log
+
+    name = model or BRAIN_DEFAULT
+    log.info(f"{image.meta.get('source', 'input')}: not skull-stripped; extracting the brain with {name}")
+    m, _ = extract_brain(image, model=name)
+    return np.asarray(m.data) > 0, name
+
+
+def segment_tissue(
+    image: Image,
+    method: str = DEFAULT_METHOD,
+    *,
+    model: str = DEFAULT_MODEL,
+    mask: Image | None = None,
+    brain_model: str | None = None,
+    postprocess: bool = True,
+    beta: float = BETA,
+    bias: bool = True,
+    device=None,
+) -> tuple[Image, Image]:
+    """CSF/GM/WM label map and tissue probabilities of a brain MR image, on its own grid.
+
+    Args:
+        image: 3D MR image of any contrast (T1, T2, PD-like; 4D: first volume), any orientation.
+        method: ``classical`` (GMM + MRF) or ``learned`` (a tissue model).
+        model: Registry name or path of the learned model.
+        mask: Brain mask on the image's grid; default: found as :func:`brain_mask` says.
+        brain_model: Brain-extraction model used when the image has a skull.
+        postprocess: Merge tissue islands smaller than 20 mm^3 into their surroundings.
+        beta: Potts strength of the classical method.
+        bias: N4 bias correction before the classical method.
+        device: Torch device of the learned method.
+
+    Returns:
+        ``(labels, probabilities)``: uint8 labels (0 background, 1 CSF, 2 GM,
+        3 WM) and float32 probabilities (x, y, z, 3) of CSF, GM and WM.
+
+    Example:
+        >>> labels, _ = segment_tissue(io.read("sample:t1"), method="classical")  # doctest: +SKIP
+    """
+    from medcli.segment.classical import assign_by_depth, gmm_mrf
+    from medcli.segment.postprocess import remove_islands
+
+    if method not in METHODS:
+        raise UsageError(f"unknown tissue method {method!r} (known: {', '.join(METHODS)})")
+    data = np.asarray(image.data)
+    if data.ndim == 4:
+        image = image.with_data(data[..., 0])
+    brain, _ = brain_mask(image, mask, brain_model)
+    if method == "classical":
+        post = gmm_mrf(np.asarray(image.data, np.float32), brain, image.spacing, beta=beta, bias=bias)
+        perm = assign_by_depth(post, brain, image.spacing)
+        probs = post[list(perm)]
+    else:
+        probs = learned_probabilities(image, brain, model, device)
+    labels = np.zeros(image.shape[:3], np.uint8)
+    labels[brain] = (np.argmax(probs[:, brain], axis=0) + 1).astype(np.uint8)
+    if postprocess:
+        vox = float(np.prod(image.spacing))
+        labels = remove_islands(labels, max(2, int(round(20.0 / vox))), within=brain)
+    probs_last = np.moveaxis(probs, 0, -1).astype(np.float32)
+    meta = dict(image.meta)
+    return Image(labels, image.affine, meta), Image(probs_last, image.affine, dict(meta))
+
+
+def load_model(model: str, device=None):
+    """(spec, torch module) of a tissue model, built once per process and name."""
+    key = f"{model}@{device}"
+    if key not in _MODELS:
+        try:
+            from medcli.engine.architectures import build
+            from medcli.models import hub
+        except ImportError as e:  # pragma: no cover - only on a partial install
+            raise ProcessingError(f"learned tissue segmentation is unavailable ({e})") from e
+        spec, state = hub.load(model)
+        labels = {int(k): str(v).lower() for k, v in (spec.get("labels") or {}).items()}
+        for value, name in ((1, "csf"), (2, "gm"), (3, "wm")):
+            if value in labels and not labels[value].startswith(name) and name not in labels[value]:
+                raise ProcessingError(f"model {model!r} labels {labels} are not CSF=1, GM=2, WM=3")
+        net = build(spec)
+        net.load_state_dict(state)
+        net.eval()
+        _MODELS[key] = (spec, net)
+    return _MODELS[key]
+
+
+def learned_probabilities(image: Image, brain: np.ndarray, model: str, device=None) -> np.ndarray:
+    """(3, ...) CSF/GM/WM probabilities inside ``brain`` from a learned model."""
+    from medcli.engine.inference import predict
+
+    spec, net = load_model(model, device)
+    # The tissue model is trained on skull-stripped renderings: give it the brain only.
+    stripped = image.with_data(np.where(brain, np.asarray(image.data, np.float32), 0.0).astype(np.float32))
+    out = np.asarray(predict(net, spec, stripped, device=device).data, np.float32)
+    if out.ndim != 4 or out.shape[-1] < 4:
+        raise ProcessingError(f"model {model!r} gives {out.shape} outputs; a tissue model needs 4 classes (background, CSF, GM, WM)")
+    tissue = np.moveaxis(out[..., 1:4], -1, 0)
+    # Inside the brain, background is not an option: renormalise over the three tissues.
+    tissue = tissue / np.maximum(tissue.sum(axis=0, keepdims=True), 1e-6)
+    return (tissue * brain).astype(np.float32)

@@ -38,6 +38,8 @@ BONE_HU = 250.0
 #: Cortical bone reaches this; contrast-filled vessels and calcified specks mostly stay below.
 BONE_PEAK_HU = 400.0
 FAT_HU = (-190.0, -30.0)
+#: Structures thinner than twice this (mm) in-plane are cut from the body outline (couch shells).
+TABLE_MM = 2.5
 
 
 def axial_axis(affine: np.ndarray) -> int:
@@ -76,18 +78,21 @@ def _voxels(mm3: float, spacing) -> int:
 
 
 def body_mask(hu: np.ndarray, spacing, axis: int, postprocess: bool = True) -> np.ndarray:
-    """Body outline: HU > -500, table cut off by an in-plane opening, largest component, holes filled per slice."""
+    """Body outline: HU > -500, table cut off by an in-plane opening, largest component, holes filled per slice.
+
+    The couch is carbon-fibre shells of 1-3 mm around foam, joined to the back
+    by a thin contact: an opening with a 2.5 mm disk breaks shells and contact,
+    while a trunk wall (skin, fat, muscle, ribs) is thicker than 5 mm and stays.
+    """
     from scipy import ndimage
 
     body = hu > BODY_HU
     if postprocess:
-        # The couch is a thin plate joined to the back by a few voxels: a 4 mm opening breaks the bridge.
-        opened = ndimage.binary_opening(body, _mm_disk(spacing, axis, 4.0))
-        body = largest_component(opened)
-        # Give back the skin corners the opening shaved off; 2 mm stays short of a table under the back.
-        body = ndimage.binary_dilation(body, _mm_disk(spacing, axis, 2.0)) & (hu > BODY_HU)
-        body = largest_component(body)
-        body = fill_holes(body, axis=axis)
+        disk = _mm_disk(spacing, axis, TABLE_MM)
+        core = largest_component(ndimage.binary_opening(body, disk))
+        # Give back the skin corners the opening shaved off (not the table: it is gone from the core).
+        body = ndimage.binary_dilation(core, disk) & body
+        body = fill_holes(largest_component(body), axis=axis)
     return body
 
 
@@ -195,7 +200,12 @@ def segment_fat(image: Image, postprocess: bool = True) -> Image:
     body = body_mask(hu, image.spacing, axis, True)
     fat = (hu >= FAT_HU[0]) & (hu <= FAT_HU[1]) & body
     if postprocess:
-        fat = remove_small(fat, 3)  # isolated noisy voxels in the fat window are not fat
+        # Muscle at 1-2 mm voxels with CT noise dips into the fat window voxel by voxel:
+        # a voxel is fat only if its 3x3 in-plane median is fat too (thin skin is not eaten).
+        med = ndimage.median_filter(hu, size=[1 if a == axis else 3 for a in range(3)])
+        fat &= (med >= FAT_HU[0]) & (med <= FAT_HU[1])
+        area = float(np.prod([s for a, s in enumerate(image.spacing) if a != axis]))
+        fat = remove_small(fat, max(3, int(round(10.0 / area))))
     out = np.zeros(hu.shape, np.uint8)
     skin_disk = _mm_disk(image.spacing, axis, 3.0)
     wall_disk = _mm_disk(image.spacing, axis, 5.0)

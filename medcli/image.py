@@ -78,12 +78,30 @@ class Image:
         """The voxel array (read on first access when lazy)."""
         if self._data is None:
             assert self._loader is not None
-            arr = np.asarray(self._loader())
+            from medcli.errors import InputError, MedcliError
+
+            where = self.meta.get("source")
+            try:
+                arr = np.asarray(self._loader())
+            except MedcliError:
+                raise
+            except MemoryError as e:
+                raise InputError(f"not enough memory to read the voxels ({self._human_nbytes()})", where) from e
+            except Exception as e:  # noqa: BLE001 - a reader's failure is a property of the file
+                raise InputError(f"cannot read voxel data ({type(e).__name__}: {str(e)[:160]})", where) from e
             if arr.shape != self._shape:
-                raise ValueError(f"lazy data has shape {arr.shape}, header says {self._shape}")
+                raise InputError(f"voxel data has shape {arr.shape}, the header says {self._shape}", where)
             self._data, self._loader = arr, None
             self._dtype = arr.dtype
         return self._data
+
+    def _human_nbytes(self) -> str:
+        n = float(self.nbytes)
+        for unit in ("B", "KiB", "MiB", "GiB"):
+            if n < 1024:
+                return f"{n:.1f} {unit}"
+            n /= 1024
+        return f"{n:.1f} TiB"
 
     @property
     def is_loaded(self) -> bool:

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -104,17 +105,32 @@ def read(source: str | Path, *, series: str | None = None) -> Image:
     path = Path(src)
     if not path.exists():
         raise InputError("no such file or directory", path)
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise InputError("permission denied", path)
     if path.is_dir():
         from medcli.io.dicom import read_dicom
 
-        return read_dicom(path, series=series)
-    if not os.access(path, os.R_OK):
-        raise InputError("permission denied", path)
+        img = read_dicom(path, series=series)
+        check_geometry(img, path)
+        img.meta.setdefault("source", str(path))
+        return img
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as e:
         raise os_error_to_input(e, path) from e
-    if size == 0:
+    if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode):
+        # A pipe given as a file name, e.g. bash's <(zcat scan.nii.gz): a NIfTI stream.
+        from medcli.io.stream import image_from_bytes
+
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            raise os_error_to_input(e, path) from e
+        img = image_from_bytes(raw, str(path))
+        check_geometry(img, path)
+        return img
+    if st.st_size == 0:
         raise InputError("empty file (0 bytes)", path)
     ext = suffixes(path).lower()
     if ext in (".nii", ".nii.gz", ".mgh", ".mgz"):

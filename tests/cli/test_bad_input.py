@@ -88,6 +88,18 @@ def test_unreadable_file_real_permissions(tmp_path, t1_path):
     assert not (tmp_path / "out.nii").exists()
 
 
+def test_unreadable_dicom_folder_real_permissions(tmp_path, t1):
+    folder = tmp_path / "dicom"
+    write_series(folder, t1_block(t1, shape=(16, 16, 3)), oblique_affine())
+    folder.chmod(0o300)  # writable and searchable, but its listing cannot be read
+    try:
+        r = run_unprivileged("convert", folder, "-o", tmp_path / "out.nii")
+    finally:
+        folder.chmod(0o755)
+    assert_one_line(r, 3, str(folder), "permission denied")
+    assert not (tmp_path / "out.nii").exists()
+
+
 def test_unreadable_file_code_path(monkeypatch, tmp_path, t1_path):
     # The same branch without the kernel: os.access says no.
     src = tmp_path / "t1.nii.gz"

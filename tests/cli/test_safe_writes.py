@@ -186,7 +186,9 @@ def _limit_file_size(nbytes: int):
     return pre
 
 
-@pytest.mark.parametrize("ext", FORMATS)
+# One format per code path: nibabel+gzip, NRRD (whose writer does not say why it
+# failed), MetaImage (which does), and a detached header/data pair.
+@pytest.mark.parametrize("ext", [".nii.gz", ".nrrd", ".mha", ".nhdr"])
 def test_file_size_limit(tmp_path, ext):
     """``ulimit -f`` (RLIMIT_FSIZE): the write fails with EFBIG; exit 4, one line, nothing left."""
     out = tmp_path / f"t1{ext}"

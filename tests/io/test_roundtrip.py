@@ -50,6 +50,7 @@ def _chain(img: Image, folder, names=CHAIN):
     return img
 
 
+@pytest.mark.slow
 def test_chain_3d(t1, geometry, tmp_path):
     _chain(Image(t1.data, geometry), tmp_path)
 
@@ -69,19 +70,21 @@ def test_chain_4d(t1, geometry, tmp_path):
     assert back.meta.get("tr") == pytest.approx(2.0)
 
 
+@pytest.mark.slow
 def test_chain_through_cli(cli, t1_path, tmp_path):
     """The same chain through `medcli convert`, with an oblique LPS image as the start."""
     src = tmp_path / "oblique.nii.gz"
-    io.write(Image(io.read(t1_path).data, oblique_lps()), src)
+    block = io.read(t1_path).data[40:150, 50:180, 30:120]
+    io.write(Image(block, oblique_lps()), src)
     prev = src
-    for name in ["b.nrrd", "c.mha", "d.nhdr", "e.mhd", "f.mgz", "g.nii.gz"]:
+    for name in ["b.nhdr", "c.mha", "d.mgz", "e.nii.gz"]:
         r = cli("convert", prev, "-o", tmp_path / name)
         assert r.returncode == 0, r.stderr.decode()
         assert r.stdout == b""
         prev = tmp_path / name
     back = io.read(prev)
     np.testing.assert_allclose(back.affine, oblique_lps(), atol=1e-5, rtol=0)
-    np.testing.assert_array_equal(back.data, io.read(t1_path).data)
+    np.testing.assert_array_equal(back.data, block)
 
 
 def test_reorient_round_trip_is_exact(t1):

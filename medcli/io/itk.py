@@ -66,9 +66,10 @@ def read_itk(path: Path) -> Image:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with _quiet_stderr() as chatter:
+            reader.ReadImageInformation()
     except RuntimeError as e:
-        raise InputError(f"not a valid {kind} file ({_itk_msg(e)})", path) from e
+        raise InputError(f"not a valid {kind} file ({_itk_msg(e, chatter)})", path) from e
     size = tuple(int(s) for s in reader.GetSize())
     ncomp = int(reader.GetNumberOfComponents())
     dim = len(size)
@@ -97,9 +98,10 @@ def read_itk(path: Path) -> Image:
 
     def load() -> np.ndarray:
         try:
-            img = reader.Execute()
+            with _quiet_stderr() as chatter:
+                img = reader.Execute()
         except RuntimeError as e:
-            raise InputError(f"cannot read voxel data, file truncated or corrupt ({_itk_msg(e)})", path) from e
+            raise InputError(f"cannot read voxel data, file truncated or corrupt ({_itk_msg(e, chatter)})", path) from e
         except MemoryError as e:
             raise InputError("not enough memory to read the voxels", path) from e
         # numpy's view is the reverse of ITK's index order: (t, z, y, x) or (z, y, x, c).
@@ -177,17 +179,18 @@ def _quiet_stderr():
     import sys
     import tempfile
 
+    said: list[str] = []
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured in tests)
-        yield
+        yield said
         return
     sys.stderr.flush()
     saved = os.dup(fd)
     with tempfile.TemporaryFile() as buf:
         os.dup2(buf.fileno(), fd)
         try:
-            yield
+            yield said
         finally:
             os.dup2(saved, fd)
             os.close(saved)
@@ -197,6 +200,7 @@ def _quiet_stderr():
                 from medcli.cli.runtime import log
 
                 log.debug(f"ITK: {chatter}")
+                said.extend(" ".join(line.split()) for line in chatter.splitlines() if line.strip())
 
 
 def _write_error(e: RuntimeError, path: Path) -> Exception:
@@ -237,7 +241,9 @@ def _write_error(e: RuntimeError, path: Path) -> Exception:
     return ProcessingError(f"cannot write ({_itk_msg(e)})", path)
 
 
-def _itk_msg(e: Exception) -> str:
+def _itk_msg(e: Exception, chatter: list[str] | None = None) -> str:
+    if chatter:  # what ITK printed is more telling than the errno it left behind
+        return "; ".join(chatter)[:160]
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     for line in lines:
         if "Description:" in line:

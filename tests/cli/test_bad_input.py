@@ -128,6 +128,20 @@ def test_truncated_uncompressed_nii(cli, tmp_path, t1_path):
     assert not (tmp_path / "out.nrrd").exists()
 
 
+def test_truncated_metaimage(cli, tmp_path):
+    import SimpleITK as sitk
+
+    good = tmp_path / "t.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((20, 20, 20), np.float32)), str(good))
+    bad = tmp_path / "cut.mha"
+    raw = good.read_bytes()
+    bad.write_bytes(raw[: len(raw) // 2])
+    r = cli("convert", bad, "-o", tmp_path / "out.nii")
+    # MetaImage prints its complaint on stderr itself: it must come as part of the one line.
+    assert_one_line(r, 3, str(bad), "file truncated or corrupt", "data not read completely")
+    assert not (tmp_path / "out.nii").exists()
+
+
 def test_text_file_named_nii(cli, tmp_path):
     bad = tmp_path / "notes.nii"
     bad.write_text("this is not an image, " * 40)

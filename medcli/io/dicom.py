@@ -296,6 +296,29 @@ def _select(series: dict[str, _Series], wanted: str | None, path: Path) -> _Seri
     raise InputError(f"no DICOM series {wanted!r} here (found: {listing})", path)
 
 
+def list_series(path: Path) -> list[dict]:
+    """Summaries of every series under ``path`` (headers only), ordered by SeriesNumber.
+
+    Example:
+        >>> [s["series_number"] for s in list_series(Path("dicom_dir"))]  # doctest: +SKIP
+        [2, 3, 5]
+    """
+    found = _scan(Path(path))
+    ordered = sorted(found.values(), key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
+    return [
+        {
+            "series_number": s.number,
+            "series_uid": s.uid,
+            "series_description": s.description,
+            "modality": s.modality,
+            "manufacturer": s.manufacturer,
+            "slices": len(s.slices),
+            "files": len(s.files),
+        }
+        for s in ordered
+    ]
+
+
 # -- geometry -------------------------------------------------------------------------------------
 
 
@@ -491,7 +514,10 @@ def _loader(stacks: list[list[_Slice]], shape: tuple[int, ...], dtype: np.dtype,
                     try:
                         arr = _pixels(pydicom.dcmread(str(sl.file)))
                     except Exception as e:  # noqa: BLE001 - decoder errors come in many types
-                        raise InputError(f"cannot decode pixel data ({_short(e)})", sl.file) from e
+                        hint = ""
+                        if "missing dependencies" in str(e) or "plugins" in str(e):
+                            hint = "; install a decoder: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
+                        raise InputError(f"cannot decode pixel data ({_short(e).rstrip(':')}){hint}", sl.file) from e
                     if uses[sl.file] > 1:
                         cache[sl.file] = arr
                 frame = arr[sl.frame] if sl.frame is not None else arr

@@ -114,6 +114,10 @@ def test_two_series_listed_then_chosen(tmp_path, block):
     assert img.shape == (64, 72, 6) and img.meta["dicom"]["series_description"] == "FLAIR"
     with pytest.raises(InputError, match="no DICOM series '9'"):
         io.read(tmp_path, series="9")
+    from medcli.io.dicom import list_series
+
+    listed = list_series(tmp_path)
+    assert [(s["series_number"], s["series_description"], s["slices"]) for s in listed] == [(3, "T1 MPRAGE", 10), (5, "FLAIR", 6)]
 
 
 def test_missing_slice_refused(tmp_path, block):
@@ -218,3 +222,28 @@ def test_cli_series_option(cli, tmp_path, block):
     r = cli("convert", tmp_path, "--series", "4", "-o", tmp_path / "x.nii.gz")
     assert r.returncode == 0, r.stderr.decode()
     assert io.read(tmp_path / "x.nii.gz").shape == (64, 72, 7)
+
+
+@pytest.mark.parametrize("name", ["MR_small_bigendian.dcm", "MR_small_RLE.dcm", "MR_small.dcm"])
+def test_other_transfer_syntaxes_match_pydicom(name):
+    """Big-endian and RLE go through pydicom's decoders; plain files through the byte view."""
+    import pydicom
+
+    ref = pydicom.dcmread(PYDICOM_FILES / "MR_small.dcm").pixel_array
+    img = io.read(PYDICOM_FILES / name)
+    assert img.dtype == np.int16 and img.data.dtype == np.int16  # native byte order
+    np.testing.assert_array_equal(img.data[:, :, 0], ref.T)
+
+
+def test_undecodable_compression_is_input_error():
+    import pydicom
+
+    path = PYDICOM_FILES / "MR_small_jpeg_ls_lossless.dcm"
+    try:
+        pydicom.dcmread(path).pixel_array
+        pytest.skip("a JPEG-LS decoder is installed here")
+    except Exception:  # noqa: BLE001
+        pass
+    img = io.read(path)  # the header is fine
+    with pytest.raises(InputError, match="cannot decode pixel data .*pip install pylibjpeg"):
+        img.data  # noqa: B018

@@ -61,6 +61,13 @@ def _env_float(name: str, default: float) -> float:
         return default
 
 
+def umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
@@ -129,7 +136,8 @@ def download(
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ProcessingError(f"cannot create the model cache folder: {e.strerror}", dest.parent) from e
-    lock = FileLock(str(dest) + ".lock")
+    # Group-writable under a group umask, so that users sharing a cache can all take the lock.
+    lock = FileLock(str(dest) + ".lock", mode=0o666 & ~umask())
     try:
         try:
             lock.acquire(timeout=0)

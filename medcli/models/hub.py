@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from medcli.errors import InputError, ProcessingError, UsageError
-from medcli.models.download import download, sha256_file, verify_file
+from medcli.models.download import download, sha256_file, umask, verify_file
 
 PACKAGE = Path(__file__).resolve().parent
 REGISTRY = PACKAGE / "registry.toml"
@@ -315,7 +315,7 @@ def _converted(model: dict, f: dict, original: Path) -> Path:
     except OSError as e:
         raise ProcessingError(f"cannot create the model cache folder: {e.strerror}", dest.parent) from e
     try:
-        lock = FileLock(str(dest) + ".lock")
+        lock = FileLock(str(dest) + ".lock", mode=0o666 & ~umask())
         lock.acquire()
     except OSError as e:
         raise ProcessingError(f"cannot write to the model cache ({e.strerror}); set MEDCLI_HOME to a writable folder", dest.parent) from e
@@ -352,6 +352,9 @@ def _save_safetensors(state: dict, dest: Path, record: dict) -> str:
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
     try:
         save_file(state, str(tmp))
+        # safetensors creates the file 0600: give it the umask's mode, as any other file
+        # here, so that a shared site cache stays readable by its users.
+        os.chmod(tmp, 0o666 & ~umask())
         digest = sha256_file(tmp)
         rec_tmp = Path(str(tmp) + ".json")
         rec_tmp.write_text(json.dumps({**record, "sha256": digest}, indent=2) + "\n")
@@ -675,7 +678,7 @@ def _copy_verified(src: Path, dest: Path, sha256: str, size: int | None) -> None
     from filelock import FileLock
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest) + ".lock"):
+    with FileLock(str(dest) + ".lock", mode=0o666 & ~umask()):
         if verify_file(dest, sha256, size):
             return
         tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")

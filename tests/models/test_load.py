@@ -99,6 +99,10 @@ def test_convert_hook_runs_once_and_only_safetensors_are_loaded(hub_env, tmp_pat
     record = json.loads((folder / "synth-f0.safetensors.json").read_text())
     assert record["source_sha256"] == f["sha256"] and record["sha256"] == sha256((folder / "synth-f0.safetensors").read_bytes())
     assert len(conv_mod_b.CALLS) == 1
+    # Readable like any other cached file (a shared site cache), not safetensors' 0600.
+    from medcli.models.download import umask
+
+    assert (folder / "synth-f0.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask()
     # Again, and via load_folds: no conversion, no download.
     _, [again] = hub.load_folds("ens")
     assert torch.equal(again["conv.weight"], state["conv.weight"])

@@ -129,14 +129,14 @@ def stats_text(doc: dict[str, Any], dest: str) -> str:
 # -- QC mosaic -------------------------------------------------------------------------------------
 
 
-def _window(data: np.ndarray, ct: bool) -> np.ndarray:
+def _window(data: np.ndarray, ct: bool) -> tuple[float, float]:
+    """Display range: a soft-tissue window for CT, robust percentiles of the foreground for MR."""
     if ct:
-        lo, hi = -160.0, 240.0  # soft-tissue window, shows fat, muscle and bone edges
-    else:
-        vals = data[np.isfinite(data)]
-        nz = vals[vals > vals.min()] if vals.size else vals
-        lo, hi = (np.percentile(nz, [0.5, 99.5]) if nz.size else (0.0, 1.0))
-    return np.clip((data - lo) / max(hi - lo, 1e-6), 0, 1)
+        return -160.0, 240.0  # shows fat, muscle and bone edges
+    vals = data[np.isfinite(data)]
+    nz = vals[vals > vals.min()] if vals.size else vals
+    lo, hi = np.percentile(nz, [0.5, 99.5]) if nz.size else (0.0, 1.0)
+    return float(lo), float(hi)
 
 
 def _font(size: int):
@@ -160,7 +160,6 @@ def qc_png(image: Image, labels: Image, table: Table, *, ct: bool = False, title
     img = image if image.ndim == 3 else image.with_data(np.asarray(image.data)[..., 0])
     ras = Image(np.asarray(img.data, np.float32), img.affine).reorient("RAS")
     lab = Image(np.asarray(labels.data), labels.affine).reorient("RAS")
-    gray = _window(ras.data, ct)
     lv = lab.data
     sp = ras.spacing
     if lv.any():
@@ -173,12 +172,15 @@ def qc_png(image: Image, labels: Image, table: Table, *, ct: bool = False, title
     lut = np.zeros((256, 3), np.float32)
     for v, (_, c) in table.items():
         lut[v] = c
+    # Window from the three displayed slices only: percentiles of a whole volume cost seconds.
+    shown = [np.take(ras.data, centre[a], axis=a).ravel() for a in range(3)]
+    lo, hi = _window(np.concatenate(shown), ct)
     views = []
     # (name, slicer, spacing of the 2D axes): arrays are shown with the first axis horizontal.
     for name, axis in (("axial", 2), ("coronal", 1), ("sagittal", 0)):
         if any(lv.shape[a] == 1 for a in range(3) if a != axis):
             continue  # a single slice has no view across it
-        g = np.take(gray, centre[axis], axis=axis)
+        g = np.clip((np.take(ras.data, centre[axis], axis=axis) - lo) / max(hi - lo, 1e-6), 0, 1)
         lbl = np.take(lv, centre[axis], axis=axis)
         rgb = np.repeat(g[..., None] * 255.0, 3, axis=-1)
         on = lbl > 0

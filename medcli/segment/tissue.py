@@ -154,6 +154,9 @@ def load_model(model: str, device=None):
             from medcli.models import hub
         except ImportError as e:  # pragma: no cover - only on a partial install
             raise ProcessingError(f"learned tissue segmentation is unavailable ({e})") from e
+        from medcli.cli.runtime import log
+
+        log.info(f"loading tissue model {model}")
         spec, state = hub.load(model)
         labels = {int(k): str(v).lower() for k, v in (spec.get("labels") or {}).items()}
         for value, name in ((1, "csf"), (2, "gm"), (3, "wm")):

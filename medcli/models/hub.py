@@ -22,7 +22,8 @@ Every file is checked against its sha256 before it is loaded, and only
 safetensors are loaded. A third-party pickle (HD-BET's ``.model``) is
 converted once by the registry's ``convert`` hook (``torch.load(...,
 weights_only=True)``) into ``STEM.safetensors`` beside it in the cache, with
-``STEM.safetensors.json`` recording both hashes.
+``STEM.safetensors.json`` recording both hashes and the converter (a converter
+whose output changes must come with a new model ``version``).
 
 **Registry schema** (``medcli/models/registry.toml``, documented at its top;
 ``MEDCLI_REGISTRY`` adds ``:``-separated TOML files of the same form, whose
@@ -286,7 +287,7 @@ def _find_converted(model: dict, f: dict) -> Path | None:
         if origin == "bundled" or not p.is_file():
             continue
         record = _read_record(p)
-        if record is None or record.get("source_sha256") != f["sha256"].lower():
+        if record is None or record.get("source_sha256") != f["sha256"].lower() or record.get("converter") != model.get("convert"):
             continue
         if sha256_file(p) != record.get("sha256"):
             log.warning(f"{p}: converted weights are corrupt; ignored")

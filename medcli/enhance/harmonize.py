@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -338,79 +339,116 @@ def histmatch(
 LEARNED_MODEL = "synthsr"
 
 
-def learned(image: Image, mask: np.ndarray | None = None, model: str = LEARNED_MODEL) -> Image:
+_NETS: dict[str, tuple[dict[str, Any], Any]] = {}
+
+
+def load_model(model: str = LEARNED_MODEL, device=None):
+    """The (spec, network) of a learned harmonisation model, built once per process."""
+    if model not in _NETS:
+        from medcli.engine.architectures import build
+        from medcli.models import hub
+
+        spec, state = hub.load(model)
+        net = build(spec)
+        net.load_state_dict(state)
+        _NETS[model] = (spec, net.eval())
+    return _NETS[model]
+
+
+def learned(image: Image, mask: np.ndarray | None = None, model: str = LEARNED_MODEL, device=None) -> Image:
     """Map any contrast/scanner to the MNI T1 appearance with a synthesis-trained U-Net.
 
-    The network sees the input robustly min-max normalised (foreground 1st-99th
-    percentile -> 0-1) and outputs T1-like intensities on the scale of the MNI
-    T1 divided by its 99th percentile (WM near 0.9, CSF near 0.3); the
-    background (outside ``mask`` or the automatic foreground) is set to 0.
+    The input is normalised as in training (:func:`normalise_input`: foreground
+    1st-99th percentile -> 0-1), run through the inference engine in
+    overlapping windows, and the output (MNI T1 scale: brain 99th percentile =
+    1, WM near 0.9) is set to 0 outside the foreground (``mask`` or the
+    automatic one).
+
+    Example:
+        >>> from medcli import io
+        >>> t1like = learned(io.read("t2.nii.gz"))  # doctest: +SKIP
     """
-    from medcli.enhance._models import run_model
+    from medcli.engine.inference import predict
+
+    spec, net = load_model(model, device)
 
     def fn(v: np.ndarray) -> np.ndarray:
         fg = foreground(v, mask)
-        lo, hi = np.percentile(v[fg], [1, 99])
-        x = np.clip((v - lo) / max(float(hi - lo), 1e-6), -0.5, 1.5).astype(np.float32)
-        y = run_model(model, x, Image(x, image.affine))
+        x = normalise_input(v, fg)
+        y = np.asarray(predict(net, spec, Image(x, image.affine), device=device).data, np.float32)[..., 0]
         return np.where(fg, y, 0.0)
 
     return _per_volume(image, fn)
 
 
-def synth_pairs(
-    patch: Sequence[int] = (64, 64, 64), rng=None, deform: float = 4.0
-) -> Any:
-    """Training pairs for the ``learned`` method (a generator for ``medcli train``).
-
-    Each pair is a random synthetic contrast rendered from the MNI GM/WM/CSF
-    probability maps (random tissue means, bias field, scanner response, blur,
-    Rician noise), randomly deformed, and its target: the real MNI T1 under
-    the same deformation divided by its 99th percentile. Inputs are normalised
-    like :func:`learned` does at run time.
-
-    Yields:
-        ``(input, target)`` float32 arrays of shape ``(1, *patch)``.
-    """
+@lru_cache(maxsize=1)
+def _mni_volumes() -> tuple[np.ndarray, ...]:
+    """Target (MNI T1 / its brain 99th percentile), GM, WM, CSF, brain: cropped to the brain + 8 voxels."""
     from medcli import io
-    from medcli.enhance import degrade
 
-    g = np.random.default_rng(rng)
     t1 = np.asarray(io.read("sample:t1").data, np.float32)
     gm = np.asarray(io.read("sample:gm").data, np.float32) / 255.0
     wm = np.asarray(io.read("sample:wm").data, np.float32) / 255.0
     brain = t1 > 0
     csf = np.clip(brain - gm - wm, 0, 1).astype(np.float32)
-    target = t1 / degrade.reference_intensity(t1[brain])
-    # Crop to the brain's bounding box so that patches rarely fall outside.
+    target = t1 / float(np.percentile(t1[brain], 99))
     nz = np.argwhere(brain)
-    lo, hi = nz.min(0), nz.max(0) + 1
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    vols = [target[box], gm[box], wm[box], csf[box], brain[box].astype(np.float32)]
-    ps = np.asarray(patch)
-    while True:
-        start = [int(g.integers(0, max(1, s - p + 1))) for s, p in zip(vols[0].shape, ps)]
-        # A margin around the patch so the deformation has data to pull from.
-        m = int(np.ceil(deform)) + 1
-        sl = tuple(slice(max(0, a - m), a + p + m) for a, p in zip(start, ps))
+    lo, hi = np.maximum(nz.min(0) - 8, 0), np.minimum(nz.max(0) + 9, brain.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    return tuple(np.ascontiguousarray(v[box]) for v in (target, gm, wm, csf, brain.astype(np.float32)))
+
+
+def normalise_input(x: np.ndarray, fg: np.ndarray) -> np.ndarray:
+    """The network's input scale: foreground 1st-99th percentile -> 0-1, clipped to [-0.5, 1.5]."""
+    lo, hi = np.percentile(x[fg], [1, 99]) if fg.any() else (0.0, 1.0)
+    return np.clip((x - lo) / max(float(hi - lo), 1e-6), -0.5, 1.5).astype(np.float32)
+
+
+def synth_pair(rng: np.random.Generator, patch: int = 48, deform: float = 4.0, skull_stripped: float = 0.5):
+    """One training pair for the ``learned`` method (``medcli train`` generator protocol).
+
+    A random synthetic contrast rendered from the MNI GM/WM/CSF probability
+    maps (random tissue means and texture), seen through a random scanner
+    (non-linear response, gain, offset, blur), a smooth bias field and Rician
+    noise, all under a random smooth deformation; the target is the real MNI
+    T1 under the same deformation, divided by its brain 99th percentile, 0
+    outside the brain. SynthSR's recipe (Iglesias et al. 2023) on one subject.
+
+    Returns:
+        ``(input, target)``, float32 arrays of shape ``(1, patch, patch, patch)``.
+    """
+    from medcli.enhance import degrade
+
+    vols = _mni_volumes()
+    m = int(np.ceil(deform)) + 2
+    size = patch + 2 * m
+    for _ in range(50):
+        st = [int(rng.integers(0, max(1, s - size + 1))) for s in vols[0].shape]
+        sl = tuple(slice(a, a + size) for a in st)
         crop = [v[sl] for v in vols]
-        crop = [np.pad(c, [(0, max(0, p + 2 * m - s)) for s, p in zip(c.shape, ps)]) for c in crop]
-        if deform > 0:
-            crop = degrade.random_deformation(crop, g, amplitude=deform, control=4)
-        inner = tuple(slice(m, m + p) for p in ps)
-        tgt, g_, w_, c_, b_ = (c[inner] for c in crop)
-        if b_.mean() < 0.2:
+        crop = [np.pad(c, [(0, max(0, size - s)) for s in c.shape]) for c in crop]
+        inner = (slice(m, m + patch),) * 3
+        if crop[4][inner].mean() < 0.25:
             continue
-        x = degrade.random_contrast([g_, w_, c_], g, noise_texture=0.03)
+        if deform > 0:
+            crop = degrade.random_deformation(crop, rng, amplitude=deform, control=3)
+        tgt, g_, w_, c_, b_ = crop
         fg = b_ > 0.5
-        x = degrade.scanner_response(x, g, severity=1.0, mask=fg)
-        x = x * degrade.bias_field(x.shape, strength=float(g.uniform(0, 0.5)), rng=g)
-        x = degrade.add_rician(x, float(g.uniform(0, 5)), rng=g)
-        x = np.where(fg | (g.random() < 0.5), x, 0)  # skull-stripped or not-quite
-        lo_, hi_ = np.percentile(x[fg], [1, 99]) if fg.any() else (0.0, 1.0)
-        x = np.clip((x - lo_) / max(float(hi_ - lo_), 1e-6), -0.5, 1.5)
+        x = degrade.random_contrast([g_, w_, c_], rng, noise_texture=0.03)
+        # Outside the brain: dark, or a random "skull/scalp" level when not stripped.
+        if rng.random() >= skull_stripped:
+            x = np.where(fg, x, float(rng.uniform(0, 0.6)) * (1 + 0.2 * rng.standard_normal(x.shape)).clip(0))
+            scanner_mask = np.ones_like(fg)
+        else:
+            x = np.where(fg, x, 0)
+            scanner_mask = fg
+        x = degrade.scanner_response(x, rng, severity=1.0, mask=scanner_mask)
+        x = x * degrade.bias_field(x.shape, float(rng.uniform(0, 0.4)), rng, control=3)
+        x = degrade.add_rician(x, float(rng.uniform(0, 4)), rng=rng)
+        x = normalise_input(x, fg)
         y = np.where(fg, tgt, 0)
-        yield x[None].astype(np.float32), y[None].astype(np.float32)
+        return x[inner][None].astype(np.float32), np.ascontiguousarray(y[inner])[None].astype(np.float32)
+    raise RuntimeError("no brain patch found in 50 draws")
 
 
 # -- dispatch ------------------------------------------------------------------------------------
@@ -467,5 +505,5 @@ __all__ = [
     "learned",
     "piecewise_linear",
     "foreground",
-    "synth_pairs",
+    "synth_pair",
 ]

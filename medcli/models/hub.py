@@ -397,21 +397,30 @@ def load(name_or_path: str | os.PathLike, fold: int | None = None) -> tuple[dict
     Example:
         >>> spec, state = load("hdbet", fold=0)  # doctest: +SKIP
     """
-    model, states = load_folds(name_or_path, None if fold is None else [fold], _first_only=fold is None)
+    model, states = _load_states(name_or_path, None if fold is None else [fold], first_only=fold is None)
     return model, states[0]
 
 
-def load_folds(name_or_path: str | os.PathLike, folds: list[int] | None = None, _first_only: bool = False) -> tuple[dict[str, Any], list[dict]]:
+def load_folds(name_or_path: str | os.PathLike, folds: list[int] | None = None) -> tuple[dict[str, Any], list[dict]]:
     """Like :func:`load`, but one state dict per fold (all folds by default).
 
     A model without folds gives a list of one state dict.
+
+    Example:
+        >>> spec, states = load_folds("hdbet", [0, 1])  # doctest: +SKIP
+        >>> len(states)  # doctest: +SKIP
+        2
     """
+    return _load_states(name_or_path, folds)
+
+
+def _load_states(name_or_path: str | os.PathLike, folds: list[int] | None, first_only: bool = False) -> tuple[dict[str, Any], list[dict]]:
     model = _resolve(name_or_path)
     if model.get("source") == "user":
         return model, [_load_safetensors(p, f["sha256"]) for f, p in _user_files(model)][:1]
     name = model["name"]
     if model.get("folds"):
-        chosen = [0] if _first_only else folds
+        chosen = [0] if first_only else folds
     else:
         if folds not in (None, [0]):
             raise UsageError(f"model {name!r} is not an ensemble: it has no folds")

@@ -13,6 +13,11 @@ MetaImage                 .mha, .mhd              SimpleITK
 DICOM                     folder, .dcm, no ext.   pydicom
 ========================  ======================  ====================
 
+DICOM series are sorted by slice position along the slice normal, never by
+file order; a series that is not one regular grid (missing slices, irregular
+spacing, gantry tilt, mixed orientations) is refused with an InputError that
+names the defect rather than resampled (see :mod:`medcli.io.dicom`).
+
 ``-`` reads a NIfTI-1/2 stream (gzipped or not) from stdin and writes an
 uncompressed NIfTI-1 stream to stdout. ``sample:NAME`` reads a bundled sample
 (see :mod:`medcli.samples`).

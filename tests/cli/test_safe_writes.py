@@ -195,7 +195,7 @@ def test_file_size_limit(tmp_path, ext):
     r = subprocess.run(
         [sys.executable, "-m", "medcli", "convert", "sample:t1", "-o", str(out)],
         capture_output=True,
-        preexec_fn=_limit_file_size(256 * 1024),
+        preexec_fn=_limit_file_size(1024 * 1024),
         timeout=300,
     )
     assert_one_line(r, 4, "file too large", "nothing was written")
@@ -206,6 +206,8 @@ def test_disk_full_on_small_tmpfs(tmp_path):
     """A real full disk: a 1 MiB tmpfs (in a private mount namespace) and a 8.7 MB output."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("needs root and unshare to mount a tmpfs")
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare -m not permitted here (no private mount namespace)")
     disk = tmp_path / "disk"
     disk.mkdir()
     listing = tmp_path / "listing.txt"

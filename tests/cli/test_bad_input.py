@@ -266,6 +266,29 @@ def test_2d_image_refused_by_3d_command_accepted_by_convert(cli, tmp_path):
     np.testing.assert_array_equal(io.read(tmp_path / "ok.nrrd").data[:, :, 0], io.read(flat).data)
 
 
+def test_2d_image_refused_by_real_3d_commands(cli, tmp_path):
+    """Every registered command that declares needs_3d refuses a 2D image the same way."""
+    import importlib
+
+    from medcli.cli.app import COMMANDS
+
+    flat = nifti(tmp_path / "slice.nii", np.ones((32, 32), np.float32))
+    needing = []
+    for name, (module, _) in COMMANDS.items():
+        try:
+            spec = importlib.import_module(module).cli
+        except ImportError:
+            continue
+        if getattr(spec, "needs_3d", False):
+            needing.append(name)
+    if not needing:
+        pytest.skip("no registered command needs a 3D image yet")
+    for name in needing[:2]:  # two are enough to show the engine does it, not the command
+        r = cli(name, flat, "-o", tmp_path / f"{name}.nii.gz")
+        assert_one_line(r, 3, str(flat), "this command needs a 3D image, got shape (32, 32)")
+        assert not (tmp_path / f"{name}.nii.gz").exists()
+
+
 def test_check_3d_directly():
     io.check_3d(Image(np.zeros((3, 4, 5)), np.eye(4)))
     io.check_3d(Image(np.zeros((3, 4, 5, 2)), np.eye(4)))

@@ -16,14 +16,16 @@ an image in any orientation and voxel size, and returns the network's outputs
    volumes). Patches are batched; batch and patch size respect ``max_memory``.
 4. **Test-time augmentation** (``tta``): average over mirrorings along
    ``tta_axes``; **ensembles**: average of the folds' probabilities.
-5. **Back to the input grid**: linear resampling of the probabilities (or the
-   exact inverse reorientation when no resampling happened).
+5. **Back to the input grid**: linear (or, with ``output_interpolation: 0``,
+   nearest) resampling of the probabilities, or the exact inverse
+   reorientation when no resampling happened.
 
 Spec keys (all optional except those the model needs)::
 
     spacing: [1.5, 1.5, 1.5]      # mm; absent = keep the input's voxel size
     orientation: RAS              # absent = keep the input's axis order
-    interpolation: 3              # spline order of the input resampling
+    interpolation: 3              # spline order of the input resampling (cubic output clipped to the input range)
+    output_interpolation: 1       # back to the input grid: 1 linear, 0 nearest (as tools that resize label maps)
     normalization: {method: percentile, low: 0.5, high: 99.5, nonzero: false}
     patch_size: [128, 128, 128]   # None = whole volume
     divisible_by: 16              # whole-volume padding
@@ -146,24 +148,47 @@ def to_model_space(image: Image, spec: dict[str, Any]):
         model-space image (any number of trailing channels) onto ``image``'s grid.
     """
     orientation = spec.get("orientation")
-    work = image.reorient(orientation) if orientation else image
+    oriented = image.reorient(orientation) if orientation else image
+
+    def unorient(data: np.ndarray, meta: dict) -> Image:
+        res = Image(data, oriented.affine, meta)
+        res = res.reorient(image.orientation) if orientation else res
+        return Image(res.data, image.affine, meta)
+
     spacing = spec.get("spacing")
-    if spacing is None or np.allclose(work.spacing, np.broadcast_to(spacing, (3,)), atol=1e-6):
-
-        def back(out: Image) -> Image:
-            res = out.reorient(image.orientation) if orientation else out
-            return Image(res.data, image.affine, res.meta)
-
-        return work, back
-    affine, shape = grid_with_spacing(work.affine, work.shape[:3], spacing)
+    if spacing is None or np.allclose(oriented.spacing, np.broadcast_to(spacing, (3,)), atol=1e-6):
+        return oriented, lambda out: unorient(out.data, out.meta)
+    affine, shape = grid_with_spacing(oriented.affine, oriented.shape[:3], spacing)
     order = int(spec.get("interpolation", 3))
-    resampled = Image(resample_array(work.data, work.affine, affine, shape, order=order), affine, dict(image.meta))
+    data = resample_array(oriented.data, oriented.affine, affine, shape, order=order)
+    if order > 1:
+        # Cubic splines overshoot at sharp edges (e.g. skull-stripped borders); clip to the input's
+        # range as skimage.transform.resize (HD-BET, nnU-Net) does.
+        lo, hi = float(np.nanmin(oriented.data)), float(np.nanmax(oriented.data))
+        np.clip(data, lo, hi, out=data)
+    resampled = Image(data, affine, dict(image.meta))
+    out_order = int(spec.get("output_interpolation", 1))
 
     def back_resample(out: Image) -> Image:
-        data = resample_array(out.data, out.affine, image.affine, image.shape[:3], order=1)
-        return Image(data, image.affine, out.meta)
+        # The model grid is a pure rescaling of the oriented input grid (same field of view), so
+        # a grid-mode zoom maps it back exactly; nearest ties then break as skimage's resize does.
+        return unorient(zoom_to(out.data, oriented.shape[:3], order=out_order), out.meta)
 
     return resampled, back_resample
+
+
+def zoom_to(data: np.ndarray, shape: Sequence[int], order: int = 1) -> np.ndarray:
+    """Resize a 3D (+ channels) array to ``shape`` with voxel edges aligned (``grid_mode``), edges extended."""
+    from scipy import ndimage
+
+    vols = data[..., None] if data.ndim == 3 else data
+    factors = [t / s for t, s in zip(shape, vols.shape[:3])]
+    out = np.empty(tuple(int(s) for s in shape) + (vols.shape[-1],), np.float32)
+    for c in range(vols.shape[-1]):
+        out[..., c] = ndimage.zoom(
+            np.asarray(vols[..., c], np.float32), factors, order=order, mode="nearest", grid_mode=True
+        )
+    return out[..., 0] if data.ndim == 3 else out
 
 
 def resample_array(data: np.ndarray, src_affine, dst_affine, dst_shape: Sequence[int], order: int = 1) -> np.ndarray:

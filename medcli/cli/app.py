@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover
 #: name -> (module, one-line summary). The one place commands are registered.
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("medcli.commands.info", "Show the header, geometry and value range of images."),
-    "convert": ("medcli.commands.convert", "Convert between NIfTI, MGZ, NRRD, MetaImage and DICOM; change dtype or orientation."),
+    "convert": ("medcli.commands.convert", "Convert images (DICOM, NIfTI, MGZ, NRRD, MetaImage in; all but DICOM out); change dtype or orientation."),
     "segment": ("medcli.commands.segment", "Segment brain, tissue classes or CT structures; write label maps, stats and QC."),
     "biascorrect": ("medcli.commands.biascorrect", "Correct MR intensity inhomogeneity (N4 or learned)."),
     "denoise": ("medcli.commands.denoise", "Remove noise (non-local means, MP-PCA or learned)."),
@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Click commands built in this process (building one costs ~0.1 s of typer introspection).
+_built: dict = {}
+
+
 class LazyGroup(TyperGroup):
     """A group whose commands live in :data:`COMMANDS` and load on demand."""
 
@@ -43,12 +47,23 @@ class LazyGroup(TyperGroup):
         return [name for name, (module, _) in COMMANDS.items() if _available(module)]
 
     def get_command(self, ctx, cmd_name):  # noqa: ARG002
-        if cmd_name not in COMMANDS:
-            return None
-        import importlib
+        if cmd_name not in COMMANDS or not _available(COMMANDS[cmd_name][0]):
+            return None  # click: "No such command" (exit 2), as for a typo
+        if cmd_name not in _built:
+            import importlib
 
-        module = importlib.import_module(COMMANDS[cmd_name][0])
-        return module.cli.click_command()
+            module = importlib.import_module(COMMANDS[cmd_name][0])
+            _built[cmd_name] = module.cli.click_command()
+        return _built[cmd_name]
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else None
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            ctx.fail(f"no such command '{name}'" + (f"; did you mean '{close[0]}'?" if close else " (see 'medcli --help')"))
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
@@ -84,7 +99,7 @@ app = typer.Typer(
     cls=LazyGroup,
     name="medcli",
     help="Composable command-line tools for deep-learning medical image processing.\n\n"
-    "Every command reads and writes standard image files (NIfTI, MGZ, NRRD, MetaImage, DICOM); '-' is stdin/stdout, "
+    "Every command reads standard image files (NIfTI, MGZ, NRRD, MetaImage, DICOM series) and writes NIfTI, MGZ, NRRD or MetaImage; '-' is stdin/stdout, "
     "so commands chain in pipes: medcli biascorrect sample:t1 -o - | medcli segment - -o mask.nii.gz",
     rich_markup_mode=None,
     add_completion=False,

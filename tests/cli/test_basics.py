@@ -55,3 +55,19 @@ def test_missing_file_one_line(cli, tmp_path):
     lines = r.stderr.decode().strip().splitlines()
     assert lines == [f"medcli: error: {tmp_path / 'nope.nii.gz'}: no such file or directory"]
     assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_unknown_command_suggests_the_closest(cli):
+    r = cli("convrt", "sample:t1")
+    assert r.returncode == 2
+    assert r.stderr.decode().splitlines() == ["medcli: error: no such command 'convrt'; did you mean 'convert'?"]
+    r = cli("frobnicate")
+    assert r.returncode == 2 and "see 'medcli --help'" in r.stderr.decode()
+
+
+def test_registered_but_unwritten_command_is_unknown_not_a_crash():
+    launcher = (
+        "import sys; from medcli.cli import app; app.COMMANDS['ghost'] = ('medcli_no_such_module', 'x'); app.main(['ghost'])"
+    )
+    r = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True)
+    assert r.returncode == 2 and "no such command 'ghost'" in r.stderr

@@ -56,7 +56,7 @@ def convert(image: Image, dtype: str | None = None, reorient: str | None = None)
 
 @command(
     "convert",
-    summary="Convert between NIfTI, MGZ, NRRD, MetaImage and DICOM; change dtype or orientation.",
+    summary="Convert images (DICOM, NIfTI, MGZ, NRRD, MetaImage in; all but DICOM out); change dtype or orientation.",
     description="The output format follows the output's extension. Geometry (affine) is kept to 1e-5 mm and "
     "voxel values exactly, unless --dtype asks for a cast.",
     examples=[

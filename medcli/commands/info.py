@@ -48,6 +48,31 @@ def image_info(source: str, series: str | None = None, stats: bool = True) -> di
     return info
 
 
+def _dicom_series_list(source: str) -> dict | None:
+    """For a DICOM folder holding several series: their summaries (no voxels read)."""
+    from pathlib import Path
+
+    path = Path(source)
+    if not path.is_dir():
+        return None
+    from medcli.io.dicom import list_series
+
+    found = list_series(path)
+    if len(found) < 2:
+        return None
+    return {"file": source, "series": found}
+
+
+def format_series(info: dict) -> str:
+    lines = [f"{info['file']}: {len(info['series'])} DICOM series (pick one with --series NUMBER|UID)"]
+    for s in info["series"]:
+        lines.append(
+            f"  {s['series_number'] if s['series_number'] is not None else '-':>4}  {s['modality'] or '':<3} "
+            f"{s['slices']:>5} slices  {s['series_description'] or '':<30} {s['series_uid']}"
+        )
+    return "\n".join(lines)
+
+
 def format_text(info: dict) -> str:
     from medcli.io import human_bytes
 
@@ -97,6 +122,10 @@ def cli(
     infos, failed = [], 0
     for f in files:
         try:
+            several = _dicom_series_list(f) if series is None else None
+            if several:
+                infos.append(several)
+                continue
             infos.append(image_info(f, series=series, stats=not header_only))
         except MedcliError as e:
             if len(files) == 1:
@@ -107,5 +136,5 @@ def cli(
         doc = infos[0] if len(files) == 1 else infos
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        sys.stdout.write("\n".join(format_text(i) for i in infos) + "\n")
+        sys.stdout.write("\n".join(format_series(i) if "series" in i else format_text(i) for i in infos) + "\n")
     return EXIT_PARTIAL if failed else 0

@@ -1,0 +1,195 @@
+"""Benchmark section: intensity harmonisation across simulated scanners.
+
+Data: the MNI152 2009a T1 (bundled, 1 mm; ``--quick``: every other voxel, 2 mm)
+rendered by pairs of simulated scanners (``medcli.enhance.degrade``:
+``scanner_response`` severity 1 = random non-linear response + gain + offset +
+blur, a 30 % smooth bias field, 2 % Rician noise; seeds below). Every rendering
+goes through ``biascorrect`` (N4, ``medcli.enhance.bias``) and then each
+harmonisation method, with the same brain mask (T1 > 0) for every method.
+
+Metric: for each pair, the RMS difference of the CSF/GM/WM mean intensities
+(tissues from the MNI probability maps: GM > 0.7, WM > 0.9, CSF = brain with
+GM, WM < 0.1), divided by the mean WM-CSF contrast; ``ratio`` is that
+distance over the distance after medcli's z-score (the target: <= 0.30).
+
+Peers, same images and mask, same run: ``intensity-normalization`` 3.x
+(Reinhold et al. 2019: ZScoreNormalizer, WhiteStripeNormalizer,
+NyulNormalizer fitted on the same standard training scans as medcli) and
+``skimage.exposure.match_histograms`` for histogram matching.
+
+Run alone: ``python tests/benchmarks/enhance/harmonize.py [--quick]`` (writes
+``tests/benchmarks/results/harmonize.md``); ``tests/benchmarks/bench_enhance.py``
+imports :func:`run`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+
+from medcli import io  # noqa: E402
+from medcli.enhance import degrade  # noqa: E402
+from medcli.enhance import harmonize as H  # noqa: E402
+from medcli.image import Image  # noqa: E402
+
+RESULTS = ROOT / "tests" / "benchmarks" / "results" / "harmonize.md"
+TISSUES = ("csf", "gm", "wm")
+PAIRS = [(101, 102), (103, 104), (105, 106)]
+TRAIN_SEEDS = (201, 202, 203)  # scans the Nyul standards are fitted on (not the test renderings)
+
+
+def anatomy(quick: bool):
+    t1 = io.read("sample:t1")
+    sub = (slice(None, None, 2),) * 3 if quick else (slice(None),) * 3
+    d = np.asarray(t1.data, np.float32)[sub]
+    gm = np.asarray(io.read("sample:gm").data, np.float32)[sub] / 255
+    wm = np.asarray(io.read("sample:wm").data, np.float32)[sub] / 255
+    aff = t1.affine.copy()
+    if quick:
+        aff[:3, :3] *= 2
+    brain = d > 0
+    labels = {"csf": brain & (gm < 0.1) & (wm < 0.1), "gm": gm > 0.7, "wm": wm > 0.9}
+    return Image(d, aff), brain, labels
+
+
+def render(img: Image, seed: int) -> Image:
+    g = np.random.default_rng(seed)
+    x = degrade.scanner_response(img.data, g, severity=1.0, spacing=img.spacing)
+    x = x * degrade.bias_field(x.shape, 0.3, g, spacing=img.spacing)
+    return img.with_data(degrade.add_rician(x, 2, rng=g))
+
+
+def distance(a: np.ndarray, b: np.ndarray, labels) -> float:
+    ma = np.array([a[labels[t]].mean() for t in TISSUES])
+    mb = np.array([b[labels[t]].mean() for t in TISSUES])
+    contrast = 0.5 * (abs(ma[2] - ma[0]) + abs(mb[2] - mb[0]))
+    return float(np.sqrt(np.mean((ma - mb) ** 2)) / contrast)
+
+
+def _learned_available() -> bool:
+    try:
+        H.load_model()
+        return True
+    except Exception as e:  # noqa: BLE001 - report, do not fail the benchmark
+        print(f"harmonize: learned model unavailable ({e})", file=sys.stderr)
+        return False
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Rows: method, tool, mean distance, ratio to medcli z-score, seconds per scan."""
+    from medcli.enhance.bias import biascorrect
+
+    img, brain, labels = anatomy(quick)
+    pairs = PAIRS[:1] if quick else PAIRS
+    corrected: dict[int, Image] = {}
+    t0 = time.perf_counter()
+    for seed in sorted({s for p in pairs for s in p} | set(TRAIN_SEEDS)):
+        corrected[seed] = biascorrect(render(img, seed), "n4", mask=brain)[0]
+    n4_time = (time.perf_counter() - t0) / len(corrected)
+    train = [corrected[s] for s in TRAIN_SEEDS]
+
+    methods: dict[tuple[str, str], callable] = {}
+    methods[("zscore", "medcli")] = lambda x: H.zscore(x, brain).data
+    methods[("whitestripe", "medcli")] = lambda x: H.whitestripe(x, brain)[0].data
+    standard = H.fit_nyul(train, [brain] * len(train))
+    methods[("nyul (fit on 3 scans)", "medcli")] = lambda x: H.nyul(x, standard, brain).data
+    methods[("nyul (shipped standard)", "medcli")] = lambda x: H.nyul(x, None, brain).data
+    methods[("histmatch to MNI T1", "medcli")] = lambda x: H.histmatch(x, img, brain, brain).data
+    if _learned_available():
+        methods[("learned (synthsr)", "medcli")] = lambda x: H.learned(x, brain).data
+    try:
+        import intensity_normalization as inorm
+        from intensity_normalization.normalizers.individual.whitestripe import WhiteStripeNormalizer
+        from intensity_normalization.normalizers.individual.zscore import ZScoreNormalizer
+        from intensity_normalization.normalizers.population.nyul import NyulNormalizer
+
+        peer = f"intensity-normalization {inorm.__version__}"
+        wrap = inorm.create_image
+        pmask = wrap(brain)
+
+        def arr(out) -> np.ndarray:
+            return np.asarray(out.get_data() if hasattr(out, "get_data") else out, np.float32)
+
+        methods[("zscore", peer)] = lambda x: arr(ZScoreNormalizer().fit_transform(wrap(x.data), pmask))
+        methods[("whitestripe", peer)] = lambda x: arr(WhiteStripeNormalizer().fit_transform(wrap(x.data), pmask))
+        nyul_peer = NyulNormalizer()
+        nyul_peer.fit_population([wrap(t.data) for t in train], [pmask] * len(train))
+        methods[("nyul (fit on 3 scans)", peer)] = lambda x: arr(nyul_peer.transform(wrap(x.data), pmask))
+    except ImportError as e:
+        print(f"harmonize: intensity-normalization not installed ({e}): pip install intensity-normalization", file=sys.stderr)
+    try:
+        import skimage
+        from skimage.exposure import match_histograms
+
+        def sk_match(x):
+            out = np.asarray(x.data, np.float32).copy()
+            out[brain] = match_histograms(x.data[brain], img.data[brain])
+            return out
+
+        methods[("histmatch to MNI T1", f"scikit-image {skimage.__version__}")] = sk_match
+    except ImportError:
+        pass
+
+    rows = []
+    for (method, tool), fn in methods.items():
+        dists, secs = [], []
+        for a, b in pairs:
+            t0 = time.perf_counter()
+            ha = fn(corrected[a])
+            hb = fn(corrected[b])
+            secs.append((time.perf_counter() - t0) / 2)
+            dists.append(distance(np.asarray(ha), np.asarray(hb), labels))
+        rows.append({"section": "harmonize", "method": method, "tool": tool, "distance": float(np.mean(dists)),
+                     "seconds": float(np.mean(secs))})
+    base = next(r["distance"] for r in rows if r["method"] == "zscore" and r["tool"] == "medcli")
+    for r in rows:
+        r["ratio_vs_zscore"] = r["distance"] / base
+        r["target_met"] = r["ratio_vs_zscore"] <= 0.30
+        peer = [p for p in rows if p["method"] == r["method"] and p["tool"] != "medcli"]
+        if r["tool"] == "medcli" and peer:
+            r["time_ratio_vs_peer"] = r["seconds"] / max(peer[0]["seconds"], 1e-9)
+    rows.append({"section": "harmonize", "method": "(biascorrect n4 before every method)", "tool": "medcli",
+                 "distance": float("nan"), "seconds": n4_time, "ratio_vs_zscore": float("nan"), "target_met": None})
+    for r in rows:
+        r["data"] = f"MNI152 T1 {'2 mm' if quick else '1 mm'}, {len(pairs)} scanner pair(s)"
+    return rows
+
+
+def markdown(rows: list[dict], quick: bool) -> str:
+    lines = [
+        f"### harmonize: {rows[0]['data']} (biascorrect N4, then harmonise)",
+        "",
+        "| method | tool | tissue-mean distance | ratio to z-score (target <= 0.30) | s / scan | time vs peer |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = "" if np.isnan(r["ratio_vs_zscore"]) else f"{r['ratio_vs_zscore']:.3f}" + (" ✓" if r["target_met"] else "")
+        dist = "" if np.isnan(r["distance"]) else f"{r['distance']:.4f}"
+        tr = f"{r['time_ratio_vs_peer']:.2f}x" if "time_ratio_vs_peer" in r else ""
+        lines.append(f"| {r['method']} | {r['tool']} | {dist} | {ratio} | {r['seconds']:.2f} | {tr} |")
+    lines += ["", "Distance: RMS difference of CSF/GM/WM means between two scanner renderings of the same brain, "
+              "relative to the WM-CSF contrast; lower is better. Times: wall seconds on a shared 2-core CPU."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2 mm, one scanner pair")
+    args = ap.parse_args(argv)
+    rows = run(args.quick)
+    text = markdown(rows, args.quick)
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(f"# harmonize benchmark{' (--quick)' if args.quick else ''}\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,11 @@ THREADS = """
         import os, sys
         from medcli.cli.runtime import configure_torch
         torch = configure_torch()
-        sys.stdout.write(f"{torch.get_num_threads()} {os.environ['OMP_NUM_THREADS']}\\n")
+        import SimpleITK as sitk
+        from threadpoolctl import threadpool_info
+        blas = {i["num_threads"] for i in threadpool_info()}
+        itk = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        sys.stdout.write(f"{torch.get_num_threads()} {os.environ['OMP_NUM_THREADS']} {itk} {max(blas)}\\n")
 """
 
 
@@ -20,12 +24,12 @@ THREADS = """
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
-        (["--threads", "1"], {"OMP_NUM_THREADS": "2"}, "1 1"),
-        ([], {"SLURM_CPUS_PER_TASK": "1", "OMP_NUM_THREADS": "2"}, "1 1"),
-        (["--threads", "2"], {"SLURM_CPUS_PER_TASK": "1"}, "2 2"),
+        (["--threads", "1"], {"OMP_NUM_THREADS": "2"}, "1 1 1 1"),
+        ([], {"SLURM_CPUS_PER_TASK": "1", "OMP_NUM_THREADS": "2"}, "1 1 1 1"),
+        (["--threads", "2"], {"SLURM_CPUS_PER_TASK": "1"}, "2 2 2 2"),
     ],
 )
-def test_threads_reach_torch_and_blas(tmp_path, args, env, expected):
+def test_threads_reach_torch_itk_and_blas(tmp_path, args, env, expected):
     r = run_probe(tmp_path, THREADS, *args, env=env)
     assert r.returncode == 0, r.stderr.decode()
     assert r.stdout.decode().split() == expected.split()

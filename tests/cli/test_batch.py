@@ -192,3 +192,10 @@ def test_step_factory_runs_once_for_many_inputs(tmp_path, inputs):
     assert (tmp_path / "factory.log").read_text().splitlines() == ["factory", "step 0", "step 1", "step 2"]
     side = json.loads((tmp_path / "c.json").read_text())
     assert side["Model"] == {"Name": "probe-model", "SHA256": "0" * 64} and side["Seed"] == 7
+
+
+def test_list_from_stdin(cli, tmp_path):
+    r = cli("convert", "--list", "-", "-o", tmp_path / "{index}_{stem}.nii", input=b"sample:wm\n\n# a comment\nsample:gm\n")
+    assert r.returncode == 0, r.stderr.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0_wm.nii", "1_gm.nii"]
+    assert np.array_equal(io.read(tmp_path / "1_gm.nii").data, io.read("sample:gm").data)

@@ -15,6 +15,8 @@ Example:
     torch.Size([1, 4, 64, 48])
     >>> round(net.n_parameters() / 1e3)
     30
+    >>> net(torch.zeros(1, 1, 30, 20, 5)).shape  # a volume, slice by slice
+    torch.Size([1, 4, 30, 20, 5])
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ class UNet(nn.Module):
         dropout: Channel dropout inside the deepest block (0 disables).
         residual: Add the input to the output (image-to-image models that
             predict a correction, e.g. denoising); needs in == out channels.
+        slice_axis: For a 2D network given a volume (N, C, X, Y, Z): the
+            spatial axis it is sliced along (2 = Z, axial slices in RAS).
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class UNet(nn.Module):
         norm: str = "instance",
         dropout: float = 0.0,
         residual: bool = False,
+        slice_axis: int = 2,
     ):
         super().__init__()
         if dim not in (2, 3):
@@ -95,7 +100,7 @@ class UNet(nn.Module):
         if residual and in_channels != out_channels:
             raise ValueError("residual=True needs in_channels == out_channels")
         features = [int(f) for f in features]
-        self.dim, self.residual, self.levels = dim, residual, len(features)
+        self.dim, self.residual, self.levels, self.slice_axis = dim, residual, len(features), int(slice_axis)
         conv = _conv(dim)
         up = nn.ConvTranspose2d if dim == 2 else nn.ConvTranspose3d
         self.down = nn.ModuleList()
@@ -112,6 +117,8 @@ class UNet(nn.Module):
         self.head = conv(features[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dim == 2 and x.ndim == 5:
+            return self.forward_slices(x)
         skips = []
         h = x
         for block in self.down:
@@ -122,6 +129,23 @@ class UNet(nn.Module):
             h = merge(torch.cat([up(h), skips.pop()], dim=1))
         out = self.head(h)
         return out + x if self.residual else out
+
+    def forward_slices(self, x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+        """A 2D network on a volume (N, C, X, Y, Z): every slice along ``slice_axis``, any size.
+
+        Lets the 3D inference engine run slice models unchanged: its patches go
+        through here, are cut into slices, padded to :attr:`multiple` and restacked.
+        """
+        axis = 2 + self.slice_axis
+        v = x.movedim(axis, 2)  # (N, C, S, A, B)
+        n, c, s, a, b = v.shape
+        flat = v.movedim(2, 1).reshape(n * s, c, a, b)
+        (pa0, pa1), (pb0, pb1) = pad_multiple((a, b), self.multiple)
+        flat = torch.nn.functional.pad(flat, (pb0, pb1, pa0, pa1))
+        outs = [self.forward(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)]
+        out = torch.cat(outs)[:, :, pa0 : pa0 + a, pb0 : pb0 + b]
+        out = out.reshape(n, s, -1, a, b).movedim(1, 2)  # (N, Cout, S, A, B)
+        return out.movedim(2, axis)
 
     @property
     def multiple(self) -> int:

@@ -59,8 +59,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "init": "",
         "freeze": [],
         "description": "",
+        "summary": "",
+        "licence": "unknown",
+        "citation": "",
     },
-    "data": {"source": "synth", "generator": "", "settings": {}, "pairs": "", "oversample_foreground": 0.33, "workers": 1},
+    "data": {"source": "synth", "generator": "", "settings": {}, "pairs": "", "oversample_foreground": 0.33, "workers": 1,
+             "ignore_index": None},
     "loss": {"name": "dice_ce"},
     "train": {
         "steps": 1000,
@@ -250,16 +254,26 @@ def model_spec(recipe: dict[str, Any]) -> dict[str, Any]:
     """The hub spec (same keys as a registry entry) of the model a recipe trains."""
     m = recipe["model"]
     labels = {str(k): v for k, v in (m.get("labels") or {}).items()}
-    return {
+    spec = {
         "name": m["name"],
         "version": m["version"],
         "task": m["task"],
+        "summary": m.get("summary") or m.get("description", ""),
         "architecture": m["architecture"],
         "params": dict(m["params"]),
+        "licence": m.get("licence", "unknown"),
+        "citation": m.get("citation", ""),
         "input": dict(m.get("input") or {}),
         "labels": labels,
-        "description": m.get("description", ""),
     }
+    return spec
+
+
+def is_regression(recipe: dict[str, Any]) -> bool:
+    """Regression (image-to-image) or segmentation, from the loss the recipe trains with."""
+    from medcli.train.losses import REGRESSION
+
+    return recipe["loss"].get("name", "dice_ce") in REGRESSION
 
 
 def initial_weights(ref: str) -> dict:
@@ -326,7 +340,7 @@ class Validator:
 
         self.recipe = recipe
         v = recipe["validation"]
-        self.task = recipe["model"]["task"]
+        self.task = "regression" if is_regression(recipe) else "segmentation"
         self.cases = None
         self.samples = None
         params = recipe["model"]["params"]
@@ -404,7 +418,11 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
     from medcli.train.losses import make_loss
 
     t = recipe["train"]
-    if int(t.get("threads") or 0) > 0 and state.threads is None:
+    from medcli.cli.runtime import default_threads
+
+    if int(t.get("threads") or 0) > 0 and state.threads in (None, default_threads()):
+        # The recipe's choice unless --threads said otherwise: on a busy machine one
+        # thread per process beats two threads that wait for each other.
         configure_threads(int(t["threads"]))
     from medcli.cli.runtime import configure_torch
 
@@ -442,7 +460,7 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
         raise UsageError("model.freeze froze every parameter")
     opt = torch.optim.AdamW(params, lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
     loss_cfg = dict(recipe["loss"])
-    if recipe["model"]["task"] == "segmentation" and "ignore_index" in recipe["data"]:
+    if not is_regression(recipe) and recipe["data"].get("ignore_index") is not None:
         loss_cfg.setdefault("ignore_index", recipe["data"]["ignore_index"])
     try:
         loss_fn = make_loss(loss_cfg)

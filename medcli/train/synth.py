@@ -130,7 +130,7 @@ class SynthConfig:
     noise: float = 0.12
     rician_prob: float = 0.5
     gamma: float = 0.25
-    scale_jitter: Sequence[float] = (0.85, 1.2)
+    scale_jitter: Sequence[float] = (0.95, 1.3)
     flip_prob: float = 0.5
     brain_center_prob: float = 0.9
     extra: dict[str, Any] = field(default_factory=dict)
@@ -289,8 +289,8 @@ def synth_sample(maps: TissueMaps, rng: np.random.Generator, cfg: SynthConfig) -
         img = np.sqrt((img + sigma * rng.standard_normal(img.shape)) ** 2 + (sigma * rng.standard_normal(img.shape)) ** 2)
     else:
         img = img + sigma * rng.standard_normal(img.shape)
-    # What percentile normalisation does to a whole volume: brightest tissue near 1.
-    img = np.clip(img / (top * rng.uniform(*cfg.scale_jitter)), 0, None)
+    # What percentile normalisation does to a whole volume: brightest tissue near 0.8-1, clipped at 1.
+    img = np.clip(img / (top * rng.uniform(*cfg.scale_jitter)), 0, 1)
     img = img ** np.exp(rng.normal(0, cfg.gamma))
     if rng.random() < cfg.flip_prob and axis != 0:
         img, label = img[::-1], label[::-1]  # the first in-plane axis is left-right
@@ -306,9 +306,12 @@ def tissue_generator(rng: np.random.Generator, **settings: Any) -> tuple[np.ndar
 
 
 def normalise_percentile(data: np.ndarray, lo: float = 0.5, hi: float = 99.5) -> np.ndarray:
-    """Map the ``lo``-``hi`` percentiles of the volume to 0-1 (the models' input normalisation)."""
+    """Clip to the ``lo``-``hi`` percentiles of the volume and map them to 0-1.
+
+    The models' input normalisation (``minmax`` of :func:`medcli.engine.inference.normalize`).
+    """
     a, b = np.percentile(data, [lo, hi])
-    return ((data - a) / max(b - a, 1e-6)).astype(np.float32)
+    return np.clip((data - a) / max(b - a, 1e-6), 0, 1).astype(np.float32)
 
 
 def _remap(t1: np.ndarray, labels: np.ndarray, targets: Sequence[float]) -> np.ndarray:

@@ -21,12 +21,18 @@ def blobs(
     minority_radius: float = 2.5,
     noise: float = 0.3,
     label_noise: float = 0.0,
+    delay: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Noisy discs on a plane: class 1 a large bright disc, class 2 a small dim one (the minority).
 
     ``label_noise``: fraction of the image whose labels are replaced by random
-    classes in random square blocks (noisy annotations).
+    classes in random square blocks (noisy annotations). ``delay``: seconds
+    to wait per sample, to mimic a slow generator (tests interrupt runs mid-way).
     """
+    if delay:
+        import time
+
+        time.sleep(delay)
     yy, xx = np.mgrid[:size, :size].astype(np.float32)
     img = np.zeros((size, size), np.float32)
     lab = np.zeros((size, size), np.int64)

@@ -1,5 +1,7 @@
 """Shared options mean the same in every command: threads, device, -q/-v, --debug, help."""
 
+import re
+
 import pytest
 
 from tests.cli._probe import run_probe
@@ -46,14 +48,22 @@ def test_help_text_brackets_are_not_rich_markup(tmp_path):
         import typer
         from medcli.cli.command import command
 
-        @command("probe", summary="Brackets [like these] stay.", batch=False)
+        @command(
+            "probe",
+            summary="Brackets [like these] stay.",
+            examples=[("Probe twice", "medcli probe --level 0.2")],
+            references=["Doe J, et al. A [bracketed] title. J Imaging 2020;1:1-10."],
+            batch=False,
+        )
         def cli(level: Annotated[float, typer.Option(help="Range [0, 1] and [bold]text[/bold].")] = 0.5):
             pass
     """
     r = run_probe(tmp_path, body, "--help")
-    flat = " ".join(r.stdout.decode().replace("│", " ").split())
+    flat = " ".join(re.sub("[╭╮╰╯─│]", " ", r.stdout.decode()).split())
     assert "Brackets [like these] stay." in flat and "Range [0, 1] and [bold]text[/bold]." in flat
     assert "FLOAT" in flat
+    assert "Examples Probe twice $ medcli probe --level 0.2" in flat
+    assert "References Doe J, et al. A [bracketed] title. J Imaging 2020;1:1-10." in flat
 
 
 @pytest.mark.slow  # imports torch

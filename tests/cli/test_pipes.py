@@ -96,3 +96,15 @@ def test_truncated_stream_is_an_input_error(t1_path, tmp_path):
     r = sh(f"head -c 100000 {t1_path} | {MEDCLI} convert - -o x.nii.gz", tmp_path)
     assert r.returncode == 3 and r.stderr.decode().startswith("medcli: error: -:")
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_stdin_on_a_terminal_is_refused_not_awaited(tmp_path):
+    main, sub = pty.openpty()
+    try:
+        p = subprocess.run([sys.executable, "-m", "medcli", "convert", "-", "-o", tmp_path / "x.nii"], stdin=sub,
+                           capture_output=True, timeout=60)
+    finally:
+        os.close(sub)
+        os.close(main)
+    assert p.returncode == 3
+    assert p.stderr.decode().splitlines() == ["medcli: error: -: stdin is a terminal; pipe an image into '-' or give a file name"]

@@ -51,7 +51,12 @@ IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".nrrd", ".nhdr", ".mha", "
 
 @dataclass
 class Job:
-    """One input of a batch, handed to the step with helpers for side outputs."""
+    """One input of a batch, handed to the step with helpers for side outputs.
+
+    ``provenance`` is merged into the ``--sidecar`` JSON: learned commands set
+    ``job.provenance["Model"] = {"Name": name, "SHA256": sha}`` and, when they
+    draw random numbers, ``job.provenance["Seed"] = seed``.
+    """
 
     source: str
     output: str | None

@@ -26,6 +26,7 @@ Spec keys (all optional except those the model needs)::
     orientation: RAS              # absent = keep the input's axis order
     interpolation: 3              # spline order of the input resampling (cubic output clipped to the input range)
     output_interpolation: 1       # back to the input grid: 1 linear, 0 nearest (as tools that resize label maps)
+    output_resize: exact          # or nominal: HD-BET's resize by the nominal spacing ratio + centre pad
     normalization: {method: percentile, low: 0.5, high: 99.5, nonzero: false}
     patch_size: [128, 128, 128]   # None = whole volume
     divisible_by: 16              # whole-volume padding
@@ -169,12 +170,40 @@ def to_model_space(image: Image, spec: dict[str, Any]):
     resampled = Image(data, affine, dict(image.meta))
     out_order = int(spec.get("output_interpolation", 1))
 
+    nominal = spec.get("output_resize") == "nominal"
+
     def back_resample(out: Image) -> Image:
+        if nominal:
+            return unorient(nominal_resize(out.data, spacing, oriented.spacing, oriented.shape[:3], out_order), out.meta)
         # The model grid is a pure rescaling of the oriented input grid (same field of view), so
         # a grid-mode zoom maps it back exactly; nearest ties then break as skimage's resize does.
         return unorient(zoom_to(out.data, oriented.shape[:3], order=out_order), out.meta)
 
     return resampled, back_resample
+
+
+def nominal_resize(data: np.ndarray, model_spacing, spacing, shape, order: int = 0) -> np.ndarray:
+    """HD-BET's way back to the input grid: resize by the *nominal* spacing ratio, then centre-pad/crop.
+
+    ``round(n_model * model_spacing / spacing)`` differs from the input size by
+    up to a voxel when the model grid's true spacing is not exactly
+    ``model_spacing``; HD-BET then pads or crops symmetrically. This shifts the
+    output by up to half a model voxel at the far border; medcli reproduces it
+    only for models whose spec asks (``output_resize: nominal``) so that their
+    masks match the original tool's.
+    """
+    ratio = np.broadcast_to(np.asarray(model_spacing, float), (3,)) / np.asarray(spacing, float)
+    target = [int(np.round(r * n)) for r, n in zip(ratio, data.shape[:3])]
+    out = zoom_to(data, target, order=order)
+    for ax, (have, want) in enumerate(zip(target, shape)):
+        if have < want:
+            pad = [(0, 0)] * out.ndim
+            pad[ax] = ((want - have) // 2, want - have - (want - have) // 2)
+            out = np.pad(out, pad)
+        elif have > want:
+            cut = (have - want) // 2
+            out = np.take(out, np.arange(cut, cut + want), axis=ax)
+    return out
 
 
 def zoom_to(data: np.ndarray, shape: Sequence[int], order: int = 1) -> np.ndarray:

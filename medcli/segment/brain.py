@@ -31,6 +31,8 @@ from medcli.image import Image
 
 MODELS = ("deepbet", "hd-bet")
 DEFAULT_MODEL = "deepbet"
+#: Registry spellings accepted too.
+ALIASES = {"hdbet": "hd-bet", "HD-BET": "hd-bet"}
 
 _CACHE: dict = {}
 
@@ -70,6 +72,7 @@ def extract_brain(
         >>> int(mask.data.sum()) > 1_000_000  # doctest: +SKIP
         True
     """
+    model = ALIASES.get(model, model)
     if model not in MODELS:
         raise UsageError(f"unknown brain model {model!r} (known: {', '.join(MODELS)})")
     if not 0.0 < threshold < 1.0:

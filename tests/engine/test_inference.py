@@ -197,3 +197,13 @@ def test_deterministic_mode_reproduces():
 def test_registry_style_spec_is_understood():
     flat = inference.inference_spec({"architecture": "x", "input": {"normalisation": "zscore", "mirror_axes": [0]}})
     assert flat["normalization"] == "zscore" and flat["tta_axes"] == [0] and "input" not in flat
+
+
+def test_nominal_resize_reproduces_hdbet_padorcut():
+    # 131 model voxels at a nominal 1.5 mm -> round(196.5) = 196 at 1 mm, centre-padded to 197 (HD-BET).
+    data = np.zeros((131, 4, 4), np.float32)
+    data[-1] = 1
+    out = inference.nominal_resize(data, [1.5, 1.5, 1.5], [1.0, 1.0, 1.0], (197, 6, 6), order=0)
+    assert out.shape == (197, 6, 6)
+    assert out[-1].max() == 0 and out[-2].min() == 1  # the one padded slice is at the end
+    np.testing.assert_array_equal(inference.zoom_to(data, (197, 6, 6), order=0)[-1], 1)  # exact mode: no pad

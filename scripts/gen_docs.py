@@ -76,7 +76,8 @@ BATCH_TEXT = [
     "some failed. Outputs are written atomically: an interrupted run (Ctrl-C, SIGTERM at a time limit) leaves "
     "no partial file.",
     "'-' reads a NIfTI stream from stdin or writes one to stdout, so commands chain in pipes without temporary "
-    "files. Image bytes are never written to a terminal.",
+    "files. Without -o, an image command writes to stdout only when stdout is a pipe; image bytes are never "
+    "written to a terminal (or, without an explicit -o -, to a redirected log file).",
 ]
 
 

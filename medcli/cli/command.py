@@ -425,7 +425,7 @@ def plan(spec: CommandSpec, common: dict[str, Any]) -> list[Job]:
     for i, (src, out) in enumerate(rows):
         dest = out or (expand(output, src, i) if output else None)
         if dest is None and spec.output_required:
-            if not sys.stdout.isatty() and not many:
+            if stdout_is_pipe() and not many:
                 dest = "-"  # the next command of a pipe reads it
             else:
                 raise UsageError("no output given: use -o FILE (or -o - to write to stdout)")
@@ -448,6 +448,22 @@ def plan(spec: CommandSpec, common: dict[str, Any]) -> list[Job]:
         if not jobs:
             log.warning(f"array index {idx} (chunk {k}) is past the end of {len(rows)} inputs: nothing to do")
     return jobs
+
+
+def stdout_is_pipe() -> bool:
+    """Whether stdout feeds another process (a pipe or socket).
+
+    Only then may a forgotten ``-o`` mean stdout: a terminal must never get
+    image bytes, and neither should a batch job's log file (``> out.nii`` works
+    with an explicit ``-o -``).
+    """
+    import stat
+
+    try:
+        mode = os.fstat(sys.stdout.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def describe() -> str:

@@ -108,3 +108,11 @@ def test_stdin_on_a_terminal_is_refused_not_awaited(tmp_path):
         os.close(main)
     assert p.returncode == 3
     assert p.stderr.decode().splitlines() == ["medcli: error: -: stdin is a terminal; pipe an image into '-' or give a file name"]
+
+
+def test_forgotten_output_never_fills_a_log_file(tmp_path):
+    r = sh(f"{MEDCLI} convert sample:t1 > job.log", tmp_path)
+    assert r.returncode == 2 and b"no output given: use -o FILE (or -o - to write to stdout)" in r.stderr
+    assert (tmp_path / "job.log").stat().st_size == 0
+    r = sh(f"{MEDCLI} convert sample:t1 -o - > t1.nii", tmp_path)
+    assert r.returncode == 0 and io.read(tmp_path / "t1.nii").shape == (197, 233, 189)

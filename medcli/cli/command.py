@@ -202,11 +202,11 @@ class MedcliCommand(typer.core.TyperCommand):
                 param.metavar = _metavar(param)
 
     def get_help_option(self, ctx):
-        opt = super().get_help_option(ctx)
-        if opt is not None:
-            opt.metavar = ""
-            opt.rich_help_panel = opt_panel_common()
-        return opt
+        help_option = super().get_help_option(ctx)
+        if help_option is not None:
+            help_option.metavar = ""
+            help_option.rich_help_panel = opt.COMMON_PANEL
+        return help_option
 
     def format_help(self, ctx, formatter) -> None:
         spec = self.medcli_spec
@@ -252,11 +252,7 @@ class MedcliCommand(typer.core.TyperCommand):
                 formatter.write(line + "\n")
 
 
-def opt_panel_common() -> str:
-    return opt.COMMON_PANEL
-
-
-def _metavar(param) -> str:
+def _metavar(param) -> str | None:
     """A short metavar for help: none for switches, TEXT/INTEGER/FLOAT or the choices otherwise."""
     if getattr(param, "is_flag", False) or getattr(param, "count", False):
         return ""

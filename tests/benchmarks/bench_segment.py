@@ -113,10 +113,10 @@ def dice(a: np.ndarray, b: np.ndarray, k: int) -> float:
     return float(2.0 * (x & y).sum() / s) if s else 1.0
 
 
-def run_medcli(image: Image, brain: np.ndarray, method: str) -> np.ndarray:
+def run_medcli(image: Image, brain: np.ndarray, method: str, model: str = "tissue") -> np.ndarray:
     from medcli.segment.tissue import segment_tissue
 
-    labels, _ = segment_tissue(image, method=method, mask=Image(brain.astype(np.uint8), image.affine))
+    labels, _ = segment_tissue(image, method=method, model=model, mask=Image(brain.astype(np.uint8), image.affine))
     return labels.data
 
 
@@ -144,11 +144,14 @@ def name_atropos(seg: np.ndarray, brain: np.ndarray, spacing) -> np.ndarray:
     return out
 
 
-def learned_available() -> bool:
+def learned_available(model: str) -> bool:
     try:
         from medcli.models import hub
 
-        hub.spec("tissue")
+        if Path(model).exists():
+            hub.load(model)
+        else:
+            hub.spec(model)
         return True
     except Exception:  # noqa: BLE001 - not shipped yet
         return False
@@ -157,8 +160,9 @@ def learned_available() -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="T1 and T2-like only")
+    ap.add_argument("--model", default="tissue", help="learned tissue model: registry name or trained folder (runs/tissue)")
     args = ap.parse_args(argv)
-    methods = ["medcli classical"] + (["medcli learned"] if learned_available() else []) + ["ANTs Atropos"]
+    methods = ["medcli classical"] + (["medcli learned"] if learned_available(args.model) else []) + ["ANTs Atropos"]
     rows = []
     for name, (image, brain, ref) in cases(args.quick).items():
         for method in methods:
@@ -166,7 +170,7 @@ def main(argv=None) -> int:
             if method == "ANTs Atropos":
                 seg = name_atropos(run_atropos(image, brain), brain, image.spacing)
             else:
-                seg = run_medcli(image, brain, method.split()[1])
+                seg = run_medcli(image, brain, method.split()[1], args.model)
             dt, cpu = time.perf_counter() - t0, time.process_time() - c0
             d = [dice(seg, ref, k) for k in (1, 2, 3)]
             rows.append((name, method, *d, dt, cpu))

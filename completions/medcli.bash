@@ -10,7 +10,7 @@ _medcli() {
     local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
     COMPREPLY=()
     if ((COMP_CWORD == 1)); then
-        COMPREPLY=($(compgen -W "info convert segment harmonize models train --version --help -h" -- "$cur"))
+        COMPREPLY=($(compgen -W "info convert segment biascorrect denoise harmonize superres models train --version --help -h" -- "$cur"))
         return 0
     fi
     local path="${COMP_WORDS[1]}"
@@ -63,12 +63,37 @@ _medcli() {
             ;;
         "segment")
             case "$prev" in
-                -o|--output|--list) _medcli_files "$cur"; return 0 ;;
+                --model|-m|--mask|--labels-out|--probabilities|--stats|--qc|--masked|-o|--output|--list) _medcli_files "$cur"; return 0 ;;
+                --method) COMPREPLY=($(compgen -W "learned classical" -- "$cur")); return 0 ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
-                --task|-t|--model|-m|--method|--mask|--labels|--labels-out|--probabilities|--stats|--qc|--masked|--array-index|--chunk|--series|--threads) return 0 ;;
+                --task|-t|--labels|--array-index|--chunk|--series|--threads) return 0 ;;
             esac
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "--task -t --model -m --method --mask --labels --labels-out --probabilities --stats --qc --masked --postprocess --no-postprocess -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
+        "biascorrect")
+            case "$prev" in
+                -o|--output|--list) _medcli_files "$cur"; return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                --method|-m|--mask|--field|--shrink|--levels|--iterations|--array-index|--chunk|--series|--threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--method -m --mask --field --shrink --levels --iterations -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
+        "denoise")
+            case "$prev" in
+                -o|--output|--list) _medcli_files "$cur"; return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                --method|-m|--noise|--sigma|--mask|--sigma-map|--array-index|--chunk|--series|--threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--method -m --noise --sigma --mask --sigma-map -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
             else
                 _medcli_files "$cur"
             fi
@@ -95,6 +120,20 @@ _medcli() {
             esac
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "-o --output --mask -f --force -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
+        "superres")
+            case "$prev" in
+                --mask|-o|--output|--list) _medcli_files "$cur"; return 0 ;;
+                -m|--method) COMPREPLY=($(compgen -W "cubic smore learned" -- "$cur")); return 0 ;;
+                --profile) COMPREPLY=($(compgen -W "box gaussian" -- "$cur")); return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                --spacing|--steps|--seed|--array-index|--chunk|--series|--threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-m --method --spacing --mask --profile --steps --seed -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
             else
                 _medcli_files "$cur"
             fi

@@ -547,9 +547,16 @@ def zsh_completion(root: Node) -> str:
         args, opts = options_of(node.cmd, node.path[-1])
         specs = [s for o in opts for s in _zsh_spec(o)]
         for a in args:
-            specs.append(f"'{'*' if a.repeat else '1'}:{_zsh_escape(a.metavar.lower())}:{'_files' if a.files else ' '}'")
+            action = "_files" if a.files else " "
+            if node.children:  # the first word may also be the sub-command
+                specs.append(f"'1:{_zsh_escape(a.metavar.lower())}:->first'")
+            specs.append(f"'{'*' if a.repeat else '1'}:{_zsh_escape(a.metavar.lower())}:{action}'")
+        if node.children:
+            out.append("    local state")
         out.append("    _arguments -s -S \\")
         out += [f"        {s} \\" for s in specs[:-1]] + [f"        {specs[-1]}"]
+        if node.children:
+            out.append("    [[ $state == first ]] && { _describe -t commands 'sub-command' subcommands; _files }")
         out += ["}", ""]
     out += ['_medcli "$@"', ""]
     return "\n".join(out)

@@ -88,6 +88,78 @@ def test_bash_completion_is_valid_and_completes(tmp_path):
     assert _complete(script, tmp_path, "medcli", "convert", "--threads", "") == []
 
 
+# Drives an interactive zsh in a pseudo-terminal, presses TAB and prints what compadd is given
+# (after Valodim's zsh-capture-completion, MIT).
+ZSH_CAPTURE = r"""# Print the completions zsh offers for the command line "$1" (fpath dir in $2).
+zmodload zsh/zpty || exit 2
+zpty z zsh -f -i
+local line
+setopt rcquotes
+() {
+    zpty -w z source $1
+    repeat 4; do
+        zpty -r z line
+        [[ $line == ok* ]] && return
+    done
+    echo 'error initializing.' >&2
+    exit 2
+} =( <<< '
+PROMPT=
+fpath=('$2' $fpath)
+autoload -U compinit
+compinit -u -D
+bindkey ''^M'' undefined
+bindkey ''^J'' undefined
+bindkey ''^I'' complete-word
+null-line () { echo -E - $''\0'' }
+compprefuncs=( null-line )
+comppostfuncs=( null-line exit )
+zstyle '':completion:*'' list-grouped false
+zstyle '':completion:*'' insert-tab false
+zstyle '':completion:*'' list-separator ''''
+compadd () {
+    if [[ ${@[1,-1]} == *-(O|A|D)\ * ]]; then
+        builtin compadd "$@"
+        return $?
+    fi
+    typeset -a __hits
+    builtin compadd -A __hits "$@"
+    [[ -n $__hits ]] || return
+    for i in {1..$#__hits}; do
+        echo -E - $__hits[$i]
+    done
+}
+echo ok')
+zpty -w z "$1"$'\t'
+integer tog=0
+while zpty -r z; do :; done | while IFS= read -r line; do
+    if [[ $line == *$'\0\r' ]]; then
+        (( tog++ )) && return 0 || continue
+    fi
+    (( tog )) && echo -E - $line
+done
+return 2
+"""
+
+
+@pytest.mark.skipif(not shutil.which("zsh"), reason="zsh is not installed")
+def test_zsh_completion_completes(tmp_path):
+    capture = tmp_path / "capture.zsh"
+    capture.write_text(ZSH_CAPTURE)
+    (tmp_path / "scan_01.nii.gz").write_bytes(b"")
+
+    def complete(line: str) -> list[str]:
+        r = subprocess.run(["zsh", "-f", capture, line, ROOT / "completions"], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=60)
+        return [w.strip() for w in r.stdout.splitlines() if w.strip()]
+
+    assert complete("medcli conv") == ["convert"]
+    assert complete("medcli convert --device ") == ["auto", "cpu", "cuda", "mps"]
+    assert complete("medcli convert sc") == ["scan_01.nii.gz"]
+    assert complete("medcli convert x.nii -o sc") == ["scan_01.nii.gz"]
+    assert "--skip-existing" in complete("medcli convert --sk")
+
+
 @pytest.mark.parametrize(("shell", "name"), [("zsh", "_medcli"), ("fish", "medcli.fish")])
 def test_other_shells_parse_their_completion(shell, name):
     if not shutil.which(shell):

@@ -52,7 +52,9 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x if self.downsample is None else self.downsample(x)
-        return self.act(self.double_conv(x) + residual)
+        y = self.double_conv(x)
+        y += residual  # in place, as the original: one less full-size buffer per block
+        return self.act(y)
 
 
 class Down(nn.Module):
@@ -124,9 +126,13 @@ class DeepBetNet(nn.Module):
         e2 = self.down1(e1)
         e3 = self.down2(e2)
         e4 = self.down3(e3)
-        d = self.up0(e4) + e3
-        d = self.up1(d) + e2
-        d = self.up2(d) + e1
-        d = self.up3(d) + e0
+        d = self.up0(e4)
+        d += e3
+        d = self.up1(d)
+        d += e2
+        d = self.up2(d)
+        d += e1
+        d = self.up3(d)
+        d += e0
         y = self.tp_conv2(self.conv(self.tp_conv1(d)))
         return torch.softmax(y, 1)

@@ -385,6 +385,12 @@ def sliding_window(
     if spec.get("patch_size") is None:
         patch = padded_shape(shape, spec.get("divisible_by", 1), spec.get("min_size"))
         whole = True
+        need = per_voxel * float(np.prod(patch))
+        if need > budget:
+            from medcli.cli.runtime import log
+
+            # A whole-volume model cannot be tiled without changing its outputs: warn, do not shrink.
+            log.warning(f"this model runs on the whole volume; it may need ~{need / 1024**3:.1f} GiB (budget {budget / 1024**3:.1f} GiB)")
     else:
         patch = tuple(int(p) for p in np.broadcast_to(spec["patch_size"], (3,)))
         patch = fit_patch(patch, budget, per_voxel, int(spec.get("divisible_by", 16)))

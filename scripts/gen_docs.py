@@ -65,10 +65,11 @@ ENVIRONMENT: list[tuple[str, str]] = [
 BATCH_TEXT = [
     "Several inputs are processed by one process (models are loaded once). An output template names each "
     "output: {stem} (input name without its image extension), {name} (input file name), {dir} (input folder) "
-    "and {index} (position in the whole list, from 0). An output folder (existing, or ending in /) keeps the "
+    "and {index} (position in the whole list, from 0; {index:04d} pads it). An output folder (existing, or ending in /) keeps the "
     "input names.",
-    "--list FILE reads one input per line, optionally followed by a tab or comma and its output; '#' starts a "
-    "comment. With --list, an array job processes chunk N (--chunk K inputs per chunk, counting from 0) where N "
+    "--list FILE reads one input per line, optionally followed by a tab or comma and its output ('#' starts a "
+    "comment; relative paths are relative to the current folder, as on the command line; '-' reads the list "
+    "from stdin). With --list, an array job processes chunk N (--chunk K inputs per chunk, counting from 0) where N "
     "is --array-index or the scheduler's array variable (see ENVIRONMENT). Submit SLURM and PBS arrays as "
     "--array=0-M with M = ceil(inputs / K) - 1.",
     "Every output is checked before any work (existing outputs need --force; --skip-existing resumes a batch). "

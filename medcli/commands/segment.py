@@ -52,33 +52,33 @@ LABEL_HELP = (
     ],
 )
 def cli(
-    task: Annotated[str, typer.Option("--task", "-t", help=f"What to segment: {', '.join(TASKS)}.")] = "brain",
+    task: Annotated[str, typer.Option("--task", "-t", metavar="TASK", help=f"What to segment: {', '.join(TASKS)}.")] = "brain",
     model: Annotated[
         Optional[str],
-        typer.Option("--model", "-m", help="Model name or path (brain: deepbet, hd-bet; tissue: tissue).", show_default=False),
+        typer.Option("--model", "-m", metavar="NAME|PATH", help="Model name or path (brain: deepbet, hd-bet; tissue: tissue).", show_default=False),
     ] = None,
     method: Annotated[
         Optional[str],
-        typer.Option("--method", help="Tissue method: learned or classical [default: the better one measured].", show_default=False),
+        typer.Option("--method", metavar="learned|classical", help="Tissue method: learned or classical [default: the better one measured].", show_default=False),
     ] = None,
     mask: Annotated[
-        Optional[str], typer.Option("--mask", help="Brain mask on the input grid (tissue task; skips brain extraction).", show_default=False)
+        Optional[str], typer.Option("--mask", metavar="FILE", help="Brain mask on the input grid (tissue task; skips brain extraction).", show_default=False)
     ] = None,
     labels: Annotated[
-        Optional[str], typer.Option("--labels", help="Keep only these labels (values or names, e.g. 2,3 or GM,WM).", show_default=False)
+        Optional[str], typer.Option("--labels", metavar="LIST", help="Keep only these labels (values or names, e.g. 2,3 or GM,WM).", show_default=False)
     ] = None,
     labels_out: Annotated[
-        Optional[str], typer.Option("--labels-out", help="Write the label table (.txt ITK-SNAP, .ctbl Slicer, .json).", show_default=False)
+        Optional[str], typer.Option("--labels-out", metavar="FILE", help="Write the label table (.txt ITK-SNAP, .ctbl Slicer, .json).", show_default=False)
     ] = None,
     probabilities: Annotated[
-        Optional[str], typer.Option("--probabilities", help="Write class probabilities (4D float32 image).", show_default=False)
+        Optional[str], typer.Option("--probabilities", metavar="FILE", help="Write class probabilities (4D float32 image).", show_default=False)
     ] = None,
     stats: Annotated[
-        Optional[str], typer.Option("--stats", help="Write volumes per label (.json or .csv).", show_default=False)
+        Optional[str], typer.Option("--stats", metavar="FILE", help="Write volumes per label (.json or .csv).", show_default=False)
     ] = None,
-    qc: Annotated[Optional[str], typer.Option("--qc", help="Write a QC mosaic (.png).", show_default=False)] = None,
+    qc: Annotated[Optional[str], typer.Option("--qc", metavar="FILE", help="Write a QC mosaic (.png).", show_default=False)] = None,
     masked: Annotated[
-        Optional[str], typer.Option("--masked", help="Also write the input with everything outside the brain set to 0.", show_default=False)
+        Optional[str], typer.Option("--masked", metavar="FILE", help="Also write the input with everything outside the brain set to 0.", show_default=False)
     ] = None,
     postprocess: Annotated[
         bool,

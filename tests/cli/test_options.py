@@ -148,3 +148,34 @@ def test_progress_is_a_no_op_without_a_terminal():
         for _ in range(3):
             advance()
     assert runtime.progress_enabled() is False  # pytest captures stderr
+
+
+def test_progress_bar_on_a_terminal_unless_quiet(tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    def stderr_on_terminal(*args: str) -> bytes:
+        main, sub = pty.openpty()
+        try:
+            subprocess.run([sys.executable, "-m", "medcli", *args], stderr=sub, stdout=subprocess.DEVNULL, timeout=120,
+                           env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "80"})
+            os.close(sub)
+            seen = b""
+            while True:
+                try:
+                    chunk = os.read(main, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            return seen
+        finally:
+            os.close(main)
+
+    seen = stderr_on_terminal("convert", "sample:wm", "sample:gm", "-o", str(tmp_path / "{stem}.nii"))
+    assert b"convert" in seen and b"2/2" in seen
+    quiet = stderr_on_terminal("convert", "sample:wm", "sample:gm", "-o", str(tmp_path / "{stem}.nii"), "-f", "-q")
+    assert quiet == b""

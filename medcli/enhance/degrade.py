@@ -18,6 +18,7 @@ Simulators (all take a ``numpy.random.Generator`` or a seed, never global state)
   response, global scale/offset, slightly different blur.
 * :func:`random_contrast` -- a synthetic contrast from tissue probability maps.
 * :func:`random_deformation` -- a smooth random warp of one or more volumes.
+* :func:`contrast_series` -- a low-rank 4D series (varying contrast weights).
 
 Metrics: :func:`reference_intensity`, :func:`psnr`, :func:`residual_bias`.
 
@@ -345,6 +346,31 @@ def random_contrast(
     return np.clip(out, 0, None).astype(np.float32)
 
 
+def contrast_series(bases: Sequence[np.ndarray], n: int = 20, rng=None) -> np.ndarray:
+    """A 4D series whose volumes mix the same anatomy with varying contrast weights.
+
+    Like a diffusion or multi-echo series: every volume is a positive
+    combination of a few base images (e.g. T1, GM and WM maps), so the series
+    is low-rank -- the structure MP-PCA and Patch2Self exploit.
+
+    Args:
+        bases: 3D arrays of one shape, each scaled to a comparable range.
+        n: Number of volumes.
+        rng: Generator or seed.
+
+    Returns:
+        ``(X, Y, Z, n)`` float32; volume 0 is the first base alone (a b=0-like
+        reference), the others random mixtures with decaying weights.
+    """
+    g = _rng(rng)
+    b = np.stack([np.asarray(v, np.float32) for v in bases], axis=-1)
+    w = g.uniform(0.2, 1.0, size=(n, b.shape[-1])).astype(np.float32)
+    w[:, 0] *= np.linspace(1.0, 0.4, n, dtype=np.float32)  # signal decay across the series
+    w[0] = 0
+    w[0, 0] = 1
+    return np.tensordot(b, w.T, axes=1).astype(np.float32)
+
+
 def random_deformation(
     volumes: Sequence[np.ndarray],
     rng=None,
@@ -389,4 +415,5 @@ __all__ = [
     "scanner_response",
     "random_contrast",
     "random_deformation",
+    "contrast_series",
 ]

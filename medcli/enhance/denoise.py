@@ -71,9 +71,10 @@ def estimate_sigma(data: np.ndarray, noise: str = "rician", mask: np.ndarray | N
     Two estimators, cross-checked:
 
     * *foreground*: the median absolute third-order Haar detail (HHH)
-      coefficient in the object, / 0.6745 (Donoho's MAD). Anatomy is smooth at
-      that scale, so the coefficient is nearly pure noise; works for any noise
-      model at the SNRs where denoising matters.
+      coefficient in the flattest 30 % of the object, / 0.6745 (Donoho's
+      MAD). Anatomy is smooth at that scale, so the coefficient is nearly pure
+      noise; works for any noise model at the SNRs where denoising matters
+      (it overestimates by ~10 % when the noise is below ~3 % of the signal).
     * *background* (Rician only): air is Rayleigh-distributed with
       ``E[m^2] = 2 sigma^2``, an unbiased estimate. Used when the image has
       enough background and the two estimates agree within 50 % (masked or
@@ -94,6 +95,10 @@ def estimate_sigma(data: np.ndarray, noise: str = "rician", mask: np.ndarray | N
     fg = smooth > thr if mask is None else np.asarray(mask, bool)
     hhh = np.diff(np.diff(np.diff(x, axis=0), axis=1), axis=2) / np.sqrt(8.0)
     sel = fg[1:, 1:, 1:] & fg[:-1, :-1, :-1]
+    if sel.sum() > 10000:
+        # Edges leak anatomy into the detail band: keep the flattest 30 %.
+        grad = ndimage.gaussian_gradient_magnitude(x, 1.5)[1:, 1:, 1:]
+        sel &= grad < np.percentile(grad[sel], 30)
     coef = hhh[sel] if sel.sum() > 1000 else hhh.ravel()
     sigma_fg = float(np.median(np.abs(coef)) / 0.6745)
     if noise != "rician":
@@ -343,7 +348,7 @@ def mppca(
         s2 = sigma2.reshape(nj, nl).numpy()
         for a, j in enumerate(starts[1]):
             for b, l in enumerate(starts[2]):
-                acc[i : i + k, j : j + k, l : l + k] += Xd[a, b].transpose(2, 0, 1, 3)
+                acc[i : i + k, j : j + k, l : l + k] += Xd[a, b]
                 cnt[i : i + k, j : j + k, l : l + k] += 1
                 sig_acc[i : i + k, j : j + k, l : l + k] += np.sqrt(max(s2[a, b], 0.0))
     out = x.copy()

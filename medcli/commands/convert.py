@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from medcli.cli.command import Job, command
-from medcli.image import Image
+
+if TYPE_CHECKING:  # numpy stays off the help path
+    from medcli.image import Image
 
 DTYPES = ("uint8", "int8", "uint16", "int16", "int32", "float32", "float64")
 
@@ -22,6 +24,7 @@ def convert(image: Image, dtype: str | None = None, reorient: str | None = None)
 
     Example:
         >>> import numpy as np
+        >>> from medcli.image import Image
         >>> img = Image(np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.eye(4))
         >>> convert(img, reorient="LPS").orientation
         'LPS'

@@ -45,6 +45,8 @@ def block(name: str, spec: dict, sha: str, size: int) -> str:
         if spec.get(table):
             lines += ["", f"[models.{name}.{table}]"]
             lines += [f"{k} = {toml_value(v)}" for k, v in spec[table].items()]
+    # Image-to-image models have no labels; the table is there because every entry has one.
+    lines += ["", f"[models.{name}.labels]"] + [f"{k} = {toml_value(v)}" for k, v in (spec.get("labels") or {}).items()]
     lines += ["", f"[[models.{name}.files]]", f'name = "{name}.safetensors"', f'sha256 = "{sha}"', f"size = {size}",
               "bundled = true"]
     return "\n".join(lines) + "\n"

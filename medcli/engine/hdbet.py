@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Slope of the leaky ReLUs inside HD-BET's modules (hard-coded there).
+#: Slope of the leaky ReLUs inside HD-BET's modules (hard-coded there). Every activation
+#: is applied in place to a fresh normalisation output, as in the original: less memory traffic.
 MODULE_SLOPE = 1e-2
 
 
@@ -53,9 +54,9 @@ class EncodingModule(nn.Module):
         self.conv2 = nn.Conv3d(cout, cout, 3, 1, 1, bias=conv_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv1(F.leaky_relu(self.bn_1(x), MODULE_SLOPE))
+        y = self.conv1(F.leaky_relu(self.bn_1(x), MODULE_SLOPE, inplace=True))
         y = self.dropout(y)
-        y = self.conv2(F.leaky_relu(self.bn_2(y), MODULE_SLOPE))
+        y = self.conv2(F.leaky_relu(self.bn_2(y), MODULE_SLOPE, inplace=True))
         return y + x
 
 
@@ -68,7 +69,7 @@ class DownsamplingModule(nn.Module):
         self.downsample = nn.Conv3d(cin, cout, 3, 2, 1, bias=conv_bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        skip = F.leaky_relu(self.bn(x), MODULE_SLOPE)
+        skip = F.leaky_relu(self.bn(x), MODULE_SLOPE, inplace=True)
         return skip, self.downsample(skip)
 
 
@@ -82,7 +83,7 @@ class UpsamplingModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2, mode="trilinear", align_corners=True)
-        return F.leaky_relu(self.bn(self.upsample_conv(x)), MODULE_SLOPE)
+        return F.leaky_relu(self.bn(self.upsample_conv(x)), MODULE_SLOPE, inplace=True)
 
 
 class LocalizationModule(nn.Module):
@@ -96,8 +97,8 @@ class LocalizationModule(nn.Module):
         self.bn_2 = _norm(cout, norm_affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.leaky_relu(self.bn_1(self.conv1(x)), MODULE_SLOPE)
-        return F.leaky_relu(self.bn_2(self.conv2(x)), MODULE_SLOPE)
+        x = F.leaky_relu(self.bn_1(self.conv1(x)), MODULE_SLOPE, inplace=True)
+        return F.leaky_relu(self.bn_2(self.conv2(x)), MODULE_SLOPE, inplace=True)
 
 
 class HDBetNet(nn.Module):
@@ -169,7 +170,7 @@ class HDBetNet(nn.Module):
         x = self.context4(x)
         skip4, x = self.down4(x)
         x = self.context5(x)
-        x = self.up1(F.leaky_relu(self.bn_after_context5(x), self.leakiness))
+        x = self.up1(F.leaky_relu(self.bn_after_context5(x), self.leakiness, inplace=True))
         x = self.up2(self.loc1(torch.cat((skip4, x), 1)))
         x = self.loc2(torch.cat((skip3, x), 1))
         ds = [self.loc2_seg(x)] if self.do_ds else []
@@ -177,8 +178,8 @@ class HDBetNet(nn.Module):
         if self.do_ds:
             ds.append(self.loc3_seg(x))
         x = torch.cat((skip1, self.up4(x)), 1)
-        x = F.leaky_relu(self.end_conv_1_bn(self.end_conv_1(x)), self.leakiness)
-        x = F.leaky_relu(self.end_conv_2_bn(self.end_conv_2(x)), self.leakiness)
+        x = F.leaky_relu(self.end_conv_1_bn(self.end_conv_1(x)), self.leakiness, inplace=True)
+        x = F.leaky_relu(self.end_conv_2_bn(self.end_conv_2(x)), self.leakiness, inplace=True)
         out = torch.softmax(self.seg_layer(x), 1)
         if self.do_ds:
             return [out] + [torch.softmax(d, 1) for d in reversed(ds)]

@@ -47,7 +47,7 @@ def cli(
     profile: Annotated[
         str, typer.Option("--profile", metavar="|".join(PROFILES), help="smore: slice profile (box = contiguous slab average, gaussian = FWHM thickness).")
     ] = "box",
-    steps: Annotated[int, typer.Option("--steps", min=1, metavar="N", help="smore: training steps (more is sharper and slower).")] = 300,
+    steps: Annotated[int, typer.Option("--steps", min=1, metavar="N", help="smore: training steps (more is sharper and slower).")] = 200,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="smore: random seed of the training.")] = 0,
 ):
     from medcli.enhance.superres import superres

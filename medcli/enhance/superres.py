@@ -302,7 +302,7 @@ def superres(
     spacing: float | Sequence[float] | None = 1.0,
     axis: int | None = None,
     profile: str = "box",
-    steps: int = 300,
+    steps: int = 200,
     mask: np.ndarray | None = None,
     seed: int = 0,
     model: str = LEARNED_MODEL,

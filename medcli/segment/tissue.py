@@ -33,19 +33,29 @@ BETA = 1.5
 _MODELS: dict[str, Any] = {}
 
 
-def is_skull_stripped(image: Image) -> bool:
-    """True when much of the volume is exactly at background level, as skull stripping leaves it.
+def background_value(image: Image) -> float | None:
+    """The value skull stripping filled the background with (0, or the minimum), if it fills >= 25 % of the volume.
 
     An MR head image has noise everywhere outside the head and skin, scalp and
-    skull around the brain: few of its voxels equal the minimum. A stripped
-    image has whole regions set to one value (usually 0).
+    skull around the brain: few of its voxels share one value. A stripped image
+    has whole regions set to one value: usually 0, the minimum of raw
+    intensities, but not of z-scored ones (hence both are tried).
     """
     data = np.asarray(image.data)
     lo, hi = float(data.min()), float(data.max())
     if hi <= lo:
-        return False
-    background = data <= lo + 1e-6 * (hi - lo)
-    return float(background.mean()) >= 0.25
+        return None
+    best, frac = None, 0.0
+    for v in {lo, 0.0}:
+        f = float(np.count_nonzero(np.abs(data - v) <= 1e-6 * (hi - lo))) / data.size
+        if f > frac:
+            best, frac = v, f
+    return best if frac >= 0.25 else None
+
+
+def is_skull_stripped(image: Image) -> bool:
+    """True when much of the volume is exactly at one background value (see :func:`background_value`)."""
+    return background_value(image) is not None
 
 
 def brain_mask(image: Image, mask: Image | None = None, model: str | None = None) -> tuple[np.ndarray, str]:
@@ -73,9 +83,10 @@ def brain_mask(image: Image, mask: Image | None = None, model: str | None = None
         if not m.any():
             raise InputError("brain mask is empty", mask.meta.get("source"))
         return m, "given"
-    if is_skull_stripped(image):
+    bg = background_value(image)
+    if bg is not None:
         data = np.asarray(image.data)
-        m = fill_holes(largest_component(data > data.min()))
+        m = fill_holes(largest_component(np.abs(data - bg) > 1e-6 * float(np.ptp(data))))
         return m, "nonzero"
     from medcli.segment.brain import DEFAULT_MODEL as BRAIN_DEFAULT
     from medcli.segment.brain import extract_brain

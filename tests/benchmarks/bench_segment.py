@@ -157,6 +157,15 @@ def learned_available(model: str) -> bool:
         return False
 
 
+def learned_sha(model: str) -> str:
+    """sha256 of the weights the run loaded (a training folder changes as it goes: say which one was measured)."""
+    from medcli.segment.tissue import load_model
+
+    spec, _ = load_model(model)
+    files = spec.get("files") or []
+    return (files[0].get("sha256") if files else spec.get("sha256")) or "unknown"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="T1 and T2-like only")
@@ -176,6 +185,8 @@ def main(argv=None) -> int:
             rows.append((name, method, *d, dt, cpu))
             print(f"{name:14s} {method:17s} CSF {d[0]:.3f} GM {d[1]:.3f} WM {d[2]:.3f} {dt:6.1f} s wall {cpu:6.1f} s cpu", flush=True)
     table = format_table(rows, methods)
+    if "medcli learned" in methods:
+        table += f"\nmedcli learned = model {args.model!r}, weights sha256 {learned_sha(args.model)}.\n"
     print()
     print(table)
     if not args.quick:

@@ -97,6 +97,10 @@ def test_skull_detection(mni2mm):
     assert tissue.is_skull_stripped(img)
     head = img.data + 40.0 * (~brain) + np.random.default_rng(0).normal(0, 3, img.shape)  # tissue everywhere
     assert not tissue.is_skull_stripped(img.with_data(head.astype(np.float32)))
+    z = np.where(brain, (img.data - img.data[brain].mean()) / img.data[brain].std(), 0.0)  # z-scored: min < 0
+    assert tissue.is_skull_stripped(img.with_data(z.astype(np.float32)))
+    found, how = tissue.brain_mask(img.with_data(z.astype(np.float32)))
+    assert how == "nonzero" and (found == brain).mean() > 0.999
 
 
 def test_given_mask_must_match_grid(mni2mm):

@@ -1,0 +1,73 @@
+"""The SynthSeg-style generator and the held-out tissue cases."""
+
+import numpy as np
+import pytest
+
+from medcli.train.synth import SynthConfig, labels_from_probs, synth_sample, tissue_maps, tissue_validation_cases
+
+
+@pytest.fixture(scope="module")
+def maps():
+    return tissue_maps()
+
+
+def test_tissue_maps_from_the_mni_template(maps):
+    p = maps.probs
+    assert p.shape == (4, 197, 233, 189)
+    assert np.allclose(p.sum(0), 1, atol=1e-5) and p.min() >= 0
+    counts = np.bincount(maps.labels.ravel(), minlength=4)
+    # ~1.9 M brain voxels: GM the largest class, then WM, then CSF (the template is skull-stripped).
+    assert 1.8e6 < counts[1:].sum() < 2.0e6
+    assert counts[2] > counts[3] > counts[1] > 1e5
+
+
+def test_samples_are_reproducible_and_randomised(maps):
+    cfg = SynthConfig(patch=(64, 64))
+    a = synth_sample(maps, np.random.default_rng(1), cfg)
+    b = synth_sample(maps, np.random.default_rng(1), cfg)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    samples = [synth_sample(maps, np.random.default_rng(s), cfg) for s in range(24)]
+    order = []
+    for x, y in samples:
+        assert x.shape == (1, 64, 64) and x.dtype == np.float32 and y.shape == (64, 64)
+        assert 0 <= x.min() and x.max() <= 1 and set(np.unique(y)) <= {0, 1, 2, 3}
+        if (y == 2).sum() > 50 and (y == 3).sum() > 50:
+            order.append(x[0][y == 2].mean() > x[0][y == 3].mean())
+    # Contrast-agnostic: GM is brighter than WM in some samples (T2-like) and darker in others (T1-like).
+    assert len(order) >= 8 and 0 < sum(order) < len(order)
+    # And the anatomy moves: no two label patches alike.
+    assert len({y.tobytes() for _, y in samples}) == len(samples)
+
+
+def test_thick_slices_blur_the_image_not_the_labels(maps):
+    thin = SynthConfig(patch=(96, 96), thick_prob=0, inplane_prob=0, blur=0, noise=0, bias=0, gamma=0, elastic=0,
+                       rotation=0, scale=0, shear=0, hard_prob=0, texture=0, flip_prob=0, bg_zero_prob=1, axes=(2,))
+    from dataclasses import replace
+
+    thick = replace(thin, inplane_prob=1.0, spacing=(5.0, 5.0))
+    xa, ya = synth_sample(maps, np.random.default_rng(3), thin)
+    xb, yb = synth_sample(maps, np.random.default_rng(3), thick)
+    assert np.array_equal(ya, yb)  # labels stay at 1 mm
+    grad = lambda x: np.abs(np.diff(x[0], axis=0)).mean() + np.abs(np.diff(x[0], axis=1)).mean()  # noqa: E731
+    assert grad(xb) < 0.8 * grad(xa)
+
+
+def test_labels_from_probs():
+    p = np.array([[0.9, 0.2], [0.05, 0.1], [0.05, 0.6], [0.0, 0.1]])[:, :, None, None]
+    assert labels_from_probs(p)[:, 0, 0].tolist() == [0, 2]
+
+
+@pytest.mark.slow
+def test_held_out_cases_are_other_renderings(maps):
+    cases = tissue_validation_cases()
+    names = [c[0] for c in cases]
+    assert names == ["T1", "T1 deformed", "T2-like", "PD-like", "T1 4 mm slices", "T1 Rician 9 %"]
+    means = {}
+    for name, img, lab in cases:
+        assert img.shape == lab.shape and 0 <= img.min() and img.max() <= 1
+        means[name] = [img[lab == c].mean() for c in (1, 2, 3)]
+    assert means["T1"][0] < means["T1"][1] < means["T1"][2]  # CSF < GM < WM
+    assert means["T2-like"][0] > means["T2-like"][1] > means["T2-like"][2]
+    assert means["PD-like"][1] > means["PD-like"][2]
+    # The deformed case really moved the anatomy.
+    assert (cases[1][2] != cases[0][2]).mean() > 0.05

@@ -202,3 +202,22 @@ def test_cli_pipe_histmatch(cli, scans):
     out = np.asarray(img.dataobj)
     fg = ref > np.percentile(ref, 60)
     assert abs(np.median(out[fg]) - np.median(ref[fg])) < 0.05 * np.percentile(ref, 99)
+
+
+@pytest.mark.slow
+def test_learned_maps_a_scanner_rendering_to_the_mni_t1_scale(t1):
+    from medcli import io
+
+    sl = (slice(50, 146), slice(60, 156), slice(50, 146))
+    d = np.asarray(t1.data, np.float32)[sl]
+    gm = np.asarray(io.read("sample:gm").data, np.float32)[sl] / 255
+    wm = np.asarray(io.read("sample:wm").data, np.float32)[sl] / 255
+    brain = d > 0
+    labels = {"csf": brain & (gm < 0.1) & (wm < 0.1), "gm": gm > 0.7, "wm": wm > 0.9}
+    img = render(Image(d, t1.affine), 31)
+    out = H.learned(img, brain).data
+    m = {t: float(out[labels[t]].mean()) for t in TISSUES}
+    # Tissue order of a T1, on the MNI T1 scale (brain 99th percentile = 1), 0 outside.
+    assert m["csf"] < m["gm"] < m["wm"] <= 1.1
+    assert 0.6 < m["wm"] and m["csf"] < 0.6
+    assert np.all(out[~brain] == 0)

@@ -121,6 +121,9 @@ def cli(
     mask_image = io.read(mask) if mask else None
 
     def step(image: Image, job: Job) -> Image:
+        to_stdout = [n for n, v in (("--stats", stats), ("--labels-out", labels_out)) if v == "-"]
+        if to_stdout and job.output == "-":
+            raise UsageError(f"-o - sends the image to stdout: write {to_stdout[0]} to a file")
         result, probs, brain, model_name, sha = run_task(task, image, model=model, method=method, mask=mask_image,
                                                          postprocess=postprocess, masked_out=bool(masked))
         data = np.asarray(result.data)

@@ -85,6 +85,7 @@ def test_labels_selection(cli, tmp_path, oblique_t1):
         (["--task", "tissue", "--labels", "bone"], 2, b"known: 1=CSF"),
         (["--task", "tissue", "--qc", "qc.jpg"], 2, b".png"),
         (["--task", "ct-body"], 3, b"Hounsfield"),
+        (["--task", "tissue", "--stats", "-", "-o", "-"], 2, b"stdout"),
     ],
 )
 def test_errors_are_one_line(cli, tmp_path, args, code, message):
@@ -171,3 +172,11 @@ def test_tissue_1mm_dice(t1):
     lab = segment_tissue(t1)[0].data
     d = [2 * ((lab == k) & (ref == k)).sum() / ((lab == k).sum() + (ref == k).sum()) for k in (1, 2, 3)]
     assert d[1] > 0.93 and d[2] > 0.93 and d[0] > 0.80, d
+
+
+def test_stats_to_stdout_is_the_only_stdout(cli, tmp_path):
+    r = cli("segment", "sample:ct", "--task", "ct-body", "-o", tmp_path / "body.nii.gz", "--stats", "-")
+    assert r.returncode == 0, r.stderr.decode()
+    doc = json.loads(r.stdout)
+    body = io.read(str(tmp_path / "body.nii.gz")).data
+    assert doc["labels"][0]["voxels"] == int(body.sum()) and "intracranial_volume_ml" not in doc

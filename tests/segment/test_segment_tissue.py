@@ -127,3 +127,22 @@ def test_unknown_method():
 
     with pytest.raises(UsageError):
         tissue.segment_tissue(Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), method="magic")
+
+
+def test_head_with_skull_goes_through_brain_extraction(mni2mm, monkeypatch):
+    """An image with tissue all around the brain is not taken as stripped: the brain model gives the mask."""
+    import medcli.segment.brain as brain_module
+
+    img, _, brain, ref = mni2mm
+    rng = np.random.default_rng(1)
+    head = np.where(brain, img.data, 60.0 + rng.normal(0, 5, img.shape)).astype(np.float32)
+    calls = []
+
+    def fake_extract(image, model="deepbet", **kw):
+        calls.append(model)
+        return Image(brain.astype(np.uint8), image.affine), Image(brain.astype(np.float32), image.affine)
+
+    monkeypatch.setattr(brain_module, "extract_brain", fake_extract)
+    labels, _ = tissue.segment_tissue(img.with_data(head), bias=False)
+    assert calls == [brain_module.DEFAULT_MODEL]
+    assert (labels.data[~brain] == 0).all() and dice(labels.data, ref, 3) > 0.85

@@ -100,9 +100,10 @@ def extract_brain(
 
 def deepbet_normalize(x, low, high):
     """deepbet's intensity normalisation: clip to [low, high] -> [0, 1], z-score, ImageNet stats."""
-    x = ((x - low) / (high - low)).clamp(min=0, max=1)
-    x = (x - x.mean()) / x.std()
-    return 0.226 * x + 0.449
+    # One new buffer, then in place: the same float operations as deepbet, less memory traffic at 256^3.
+    x = (x - low).div_(high - low).clamp_(min=0, max=1)
+    mean, std = x.mean(), x.std()
+    return x.sub_(mean).div_(std).mul_(0.226).add_(0.449)
 
 
 def load_bundled(name: str) -> dict:

@@ -146,6 +146,9 @@ def main() -> None:
             print(f"{name}: HD-BET {t_hd:.1f} s, medcli {t_mhd:.1f} s, Dice {row['dice_hdbet']:.4f}", flush=True)
         rows.append(row)
 
+    import shutil
+
+    shutil.rmtree(home, ignore_errors=True)  # copies of the images and of HD-BET's folds
     table = render(rows, hdbet_ok, args, threads)
     print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

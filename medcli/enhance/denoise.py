@@ -344,15 +344,19 @@ def mppca(
         keep = (torch.arange(nvol)[None, :] >= ncomp[:, None]).double()
         V = evecs * keep[:, None, :]
         Xd = Xc @ V @ V.transpose(1, 2) + mean  # (P, M, N)
+        # Patches explained by fewer components are more reliable: weight them
+        # by 1 / (1 + signal components) when averaging overlaps (Manjon 2013).
+        theta = (1.0 / (1.0 + (nvol - ncomp).clamp(min=0).double())).reshape(nj, nl).numpy()
         Xd = Xd.reshape(nj, nl, k, k, k, nvol).numpy()
         s2 = sigma2.reshape(nj, nl).numpy()
         for a, j in enumerate(starts[1]):
             for b, l in enumerate(starts[2]):
-                acc[i : i + k, j : j + k, l : l + k] += Xd[a, b]
-                cnt[i : i + k, j : j + k, l : l + k] += 1
-                sig_acc[i : i + k, j : j + k, l : l + k] += np.sqrt(max(s2[a, b], 0.0))
+                w = theta[a, b]
+                acc[i : i + k, j : j + k, l : l + k] += w * Xd[a, b]
+                cnt[i : i + k, j : j + k, l : l + k] += w
+                sig_acc[i : i + k, j : j + k, l : l + k] += w * np.sqrt(max(s2[a, b], 0.0))
     out = x.copy()
-    cnt = np.maximum(cnt, 1)
+    cnt = np.maximum(cnt, 1e-12)
     out[bb] = (acc / cnt[..., None]).astype(np.float32)
     if return_sigma:
         sig = np.zeros(x.shape[:3], np.float32)

@@ -113,7 +113,8 @@ def _rows(pipeline, scans, pairs, img, brain, labels) -> list[dict]:
     methods[("nyul (fit on 3 scans)", "medcli")] = lambda x: H.nyul(x, standard, brain).data
     methods[("nyul (shipped standard)", "medcli")] = lambda x: H.nyul(x, None, brain).data
     methods[("histmatch to MNI T1", "medcli")] = lambda x: H.histmatch(x, img, brain, brain).data
-    if _learned_available():
+    # The learned model is slow on a CPU (1 mm sliding windows): run it in the target pipeline only.
+    if pipeline.startswith("biascorrect") and _learned_available():
         methods[("learned (synthsr)", "medcli")] = lambda x: H.learned(x, brain).data
     try:
         import intensity_normalization as inorm

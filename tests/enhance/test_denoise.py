@@ -160,3 +160,35 @@ def test_cli_nan_input_is_warned_and_output_finite(cli, tmp_path, t1_2mm):
     assert r.returncode == 0, r.stderr.decode()
     assert b"NaN" in r.stderr
     assert np.isfinite(io.read(tmp_path / "o.nii.gz").data).all()
+
+
+# -- learned and self-supervised ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crop_1mm(t1):
+    x = np.asarray(t1.data, np.float32)
+    return x[60:124, 80:144, 70:134].copy(), d.reference_intensity(x)
+
+
+@pytest.mark.parametrize("percent, gain", [(3, 3.0), (9, 6.0)])
+def test_learned_denoiser_gain(crop_1mm, percent, gain):
+    from medcli.enhance.learned import Denoiser
+
+    clean, peak = crop_1mm
+    mask = clean > 0
+    noisy = d.add_rician(clean, 0, rng=percent, sigma=percent / 100 * peak)
+    out = Denoiser.load()(noisy, percent / 100 * peak)
+    # Measured on this block: +4.0 dB at 3 %, +7.2 dB at 9 % (weights bundled, sha256-checked).
+    assert d.psnr(clean, out, mask, peak) > d.psnr(clean, noisy, mask, peak) + gain
+
+
+def test_patch2self_on_a_4d_series(t1_2mm, gm_wm_2mm):
+    gm, wm = gm_wm_2mm
+    ref = d.reference_intensity(t1_2mm.data)
+    clean = d.contrast_series([t1_2mm.data, gm * ref, wm * ref], n=12, rng=0)
+    noisy = d.add_rician(clean, 0, rng=6, sigma=0.05 * ref)
+    out = dn.denoise(Image(noisy, t1_2mm.affine), method="noise2self").data
+    mask = np.broadcast_to((t1_2mm.data > 0)[..., None], clean.shape)
+    # Measured +4.7 dB with no clean data and no noise estimate.
+    assert d.psnr(clean, out, mask, ref) > d.psnr(clean, noisy, mask, ref) + 3.5

@@ -120,8 +120,9 @@ def fit_cli(
     description="zscore: foreground mean 0, std 1. whitestripe: the normal-appearing white-matter stripe gets mean 0, "
     "std 1 (T1: brightest histogram peak). nyul: piecewise-linear map of the foreground percentiles onto a standard "
     "(--standard, default: the T1 standard shipped with medcli; fit your own with 'medcli harmonize fit IN... -o "
-    "standard.json'). histmatch: match the histogram of --reference. learned: a U-Net trained by synthesis maps any "
-    "contrast to an MNI-T1-like image (scale: WM near 0.9). Statistics come from --mask, else from an automatic "
+    "standard.json'). histmatch: match the histogram of --reference. learned (experimental): a small U-Net trained by "
+    "synthesis maps a scan to an MNI-T1-like image (scale: brain 99th percentile = 1); T1-like inputs only for now "
+    "(see its model card). Statistics come from --mask, else from an automatic "
     "foreground. Run after biascorrect: medcli biascorrect in.nii.gz -o - | medcli harmonize - -o out.nii.gz. "
     "4D images are normalised volume by volume.",
     examples=[

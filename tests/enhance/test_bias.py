@@ -123,3 +123,32 @@ def test_cli_bad_mask_and_method(cli, biased_file, tmp_path):
     r = cli("biascorrect", src, "--mask", tmp_path / "missing.nii.gz", "-o", tmp_path / "c.nii.gz")
     assert r.returncode == 3
     assert not (tmp_path / "c.nii.gz").exists()
+
+
+def test_learned_bias_model_removes_a_strong_field(t1_2mm):
+    from medcli.enhance.learned import BiasModel
+
+    clean = t1_2mm.data
+    brain = clean > 0
+    field = d.bias_field(clean.shape, strength=1.6, rng=502, spacing=t1_2mm.spacing)
+    est = BiasModel.load()(clean * field, t1_2mm.spacing)
+    before = d.residual_bias(clean * field, clean, brain)
+    after = d.residual_bias(clean * field / est, clean, brain)
+    # Measured 0.131 -> 0.074, field correlation 0.83 (N4 does better: see the benchmark).
+    assert after < 0.7 * before
+    assert _log_corr(est, field, brain) > 0.75
+    # Cubic-spline upsampling from 6 mm: smooth by construction.
+    assert np.abs(np.diff(np.log(est), axis=0))[brain[1:] & brain[:-1]].max() < 0.03
+
+
+def test_cli_learned_method(cli, biased_file, t1_2mm, tmp_path):
+    from medcli import io
+
+    folder, field = biased_file
+    r = cli("biascorrect", folder / "biased.nii.gz", "--method", "learned", "--field", tmp_path / "f.nii.gz",
+            "-o", tmp_path / "c.nii.gz")
+    assert r.returncode == 0, r.stderr.decode()
+    est = io.read(tmp_path / "f.nii.gz").data
+    brain = t1_2mm.data > 0
+    assert np.isfinite(est).all() and est.min() > 0
+    assert _log_corr(est, field, brain) > 0.6  # measured 0.68 (N4: 0.9)

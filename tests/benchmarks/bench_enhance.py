@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             kept[name] = f"{text}\n_{name}: {secs:.0f} s for the section; `{cmd}`, {stamp}._\n"
         body = "\n".join(f"<!-- section: {n} -->\n{kept[n]}" for n in SECTIONS if n in kept)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("\n".join(head) + body)
+        out.write_text("\n".join(head) + "\n" + body)
         print(f"bench_enhance: wrote {out}", file=sys.stderr)
     return 1 if failed else 0
 

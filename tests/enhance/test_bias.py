@@ -93,6 +93,7 @@ def biased_file(tmp_path_factory, biased):
     return folder, field
 
 
+@pytest.mark.slow
 def test_cli_biascorrect_with_field_and_mask(cli, biased_file, t1_2mm, tmp_path):
     from medcli import io
 
@@ -113,6 +114,7 @@ def test_cli_biascorrect_with_field_and_mask(cli, biased_file, t1_2mm, tmp_path)
     np.testing.assert_allclose(out.data * est.data, ref.data, rtol=1e-4, atol=1e-2)
 
 
+@pytest.mark.slow
 def test_cli_bad_mask_and_method(cli, biased_file, tmp_path):
     folder, _ = biased_file
     src = folder / "biased.nii.gz"
@@ -141,6 +143,7 @@ def test_learned_bias_model_removes_a_strong_field(t1_2mm):
     assert np.abs(np.diff(np.log(est), axis=0))[brain[1:] & brain[:-1]].max() < 0.03
 
 
+@pytest.mark.slow
 def test_cli_learned_method(cli, biased_file, t1_2mm, tmp_path):
     from medcli import io
 

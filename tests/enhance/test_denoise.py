@@ -79,6 +79,7 @@ def test_nan_voxels_stay_nan_and_do_not_spread(t1_2mm):
     assert np.isfinite(out).sum() == out.size - 64
 
 
+@pytest.mark.slow
 def test_mppca_on_a_4d_series(t1_2mm, gm_wm_2mm):
     gm, wm = gm_wm_2mm
     ref = d.reference_intensity(t1_2mm.data)
@@ -121,6 +122,7 @@ def noisy_file(tmp_path_factory, t1_2mm):
     return path, clean
 
 
+@pytest.mark.slow
 def test_cli_denoise_end_to_end(cli, noisy_file, tmp_path):
     from medcli import io
 
@@ -136,6 +138,7 @@ def test_cli_denoise_end_to_end(cli, noisy_file, tmp_path):
     assert d.psnr(clean, res.data) > d.psnr(clean, src.data) + 3.5  # measured +4.2 dB
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs(cli, noisy_file, tmp_path):
     path, _ = noisy_file
     r = cli("denoise", path, "--sigma", "-3", "-o", tmp_path / "x.nii.gz")
@@ -149,6 +152,7 @@ def test_cli_bad_inputs(cli, noisy_file, tmp_path):
     assert not (tmp_path / "x.nii.gz").exists()
 
 
+@pytest.mark.slow
 def test_cli_nan_input_is_warned_and_output_finite(cli, tmp_path, t1_2mm):
     from medcli import io
 
@@ -183,6 +187,7 @@ def test_learned_denoiser_gain(crop_1mm, percent, gain):
     assert d.psnr(clean, out, mask, peak) > d.psnr(clean, noisy, mask, peak) + gain
 
 
+@pytest.mark.slow
 def test_patch2self_on_a_4d_series(t1_2mm, gm_wm_2mm):
     gm, wm = gm_wm_2mm
     ref = d.reference_intensity(t1_2mm.data)

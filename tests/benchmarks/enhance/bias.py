@@ -10,7 +10,8 @@ corrects it and writes the corrected image:
 * ``medcli biascorrect IN -o OUT`` with ``--method n4`` (medcli's defaults) and
   ``--method learned``;
 * SimpleITK N4 in a script at the best settings of the sweep below, and
-  ANTsPy's ``n4_bias_field_correction`` with its defaults (ANTs N4), each with
+  ANTsPy's ``n4_bias_field_correction`` with its defaults and
+  ``rescale_intensities=True`` (ANTs N4), each with
   the same automatic mask (``medcli.enhance.masks.foreground_mask``, computed
   in the script).
 
@@ -46,7 +47,7 @@ from medcli.image import Image  # noqa: E402
 
 STRENGTHS = (0.8, 1.6)
 SEEDS = {0.8: 501, 1.6: 502}
-SWEEP = [(2, 3, 50), (4, 1, 50), (4, 3, 25), (4, 3, 50), (4, 4, 50), (6, 3, 50), (8, 3, 50)]
+SWEEP = [(2, 3, 50), (4, 1, 50), (4, 3, 25), (4, 3, 50), (4, 4, 50), (6, 3, 50)]
 QUICK_SWEEP = [(2, 3, 50), (4, 3, 50), (4, 4, 50)]
 
 SITK_N4 = textwrap.dedent(
@@ -70,7 +71,8 @@ ANTS_N4 = textwrap.dedent(
     img = ants.image_read(sys.argv[1])
     x = img.numpy()
     mask = img.new_image_like(foreground_mask(x).astype(np.float32))
-    out = ants.n4_bias_field_correction(img, mask=mask)
+    # Without rescale_intensities ANTsPy's N4 leaves a residual of ~0.3 on this image (measured).
+    out = ants.n4_bias_field_correction(img, mask=mask, rescale_intensities=True)
     ants.image_write(out, sys.argv[2])
     """
 )
@@ -135,7 +137,7 @@ def run(quick: bool = False) -> list[dict]:
             runs.append((f"N4 best of sweep ({shrink}/{levels}/{iters})", "SimpleITK",
                          [sys.executable, str(tmp / "sitk_n4.py"), str(src), str(tmp / "s.nii.gz"), str(shrink), str(levels), str(iters)],
                          tmp / "s.nii.gz"))
-            runs.append(("N4 (defaults)", "ANTsPy", [sys.executable, str(tmp / "ants_n4.py"), str(src), str(tmp / "a.nii.gz")], tmp / "a.nii.gz"))
+            runs.append(("N4 (defaults, rescale_intensities)", "ANTsPy", [sys.executable, str(tmp / "ants_n4.py"), str(src), str(tmp / "a.nii.gz")], tmp / "a.nii.gz"))
             res = {}
             for method, tool, cmd, out in runs:
                 try:

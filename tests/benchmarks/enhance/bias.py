@@ -182,7 +182,8 @@ def markdown(rows: list[dict]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
-        mark = " ✓" if r.get("target_met") else (" ✗" if r.get("target_met") is False else "")
+        met = r.get("target_met")
+        mark = "" if met is None else (" ✓" if met else " ✗")
         ratio = f"{r['residual_ratio_vs_peer']:.2f}x{mark}" if "residual_ratio_vs_peer" in r else ""
         cpu = f"{r['cpu_ratio_vs_peer']:.2f}x" if "cpu_ratio_vs_peer" in r else ""
         lines.append(f"| {r['case']} | {r['method']} | {r['tool']} | {r['before']:.4f} | {r['residual']:.4f} | {ratio} "

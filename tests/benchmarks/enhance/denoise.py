@@ -212,7 +212,8 @@ def markdown(rows: list[dict]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        mark = " ✓" if r.get("target_met") else (" ✗" if r.get("target_met") is False else "")
+        met = r.get("target_met")
+        mark = "" if met is None else (" ✓" if met else " ✗")
         gain = f"{r['gain_vs_peer_db']:+.2f}{mark}" if "gain_vs_peer_db" in r else ""
         ratio = f"{r['cpu_ratio_vs_peer']:.2f}x" if "cpu_ratio_vs_peer" in r else ""
         lines.append(

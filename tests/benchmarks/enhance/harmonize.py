@@ -154,8 +154,8 @@ def _rows(pipeline, scans, pairs, img, brain, labels) -> list[dict]:
         dists, secs = [], []
         for a, b in pairs:
             t0 = time.perf_counter()
-            ha = fn(corrected[a])
-            hb = fn(corrected[b])
+            ha = fn(scans[a])
+            hb = fn(scans[b])
             secs.append((time.perf_counter() - t0) / 2)
             dists.append(distance(np.asarray(ha), np.asarray(hb), labels))
         rows.append({"section": "harmonize", "pipeline": pipeline, "method": method, "tool": tool,
@@ -182,7 +182,7 @@ def markdown(rows: list[dict], quick: bool) -> str:
         ratio = "" if np.isnan(r["ratio_vs_zscore"]) else f"{r['ratio_vs_zscore']:.3f}" + (" ✓" if r["target_met"] else "")
         dist = "" if np.isnan(r["distance"]) else f"{r['distance']:.4f} ({', '.join(f'{d:.3f}' for d in r['per_pair'])})"
         tr = f"{r['time_ratio_vs_peer']:.2f}x" if "time_ratio_vs_peer" in r else ""
-        lines.append(f"| {r['pipeline']} | {r['method']} | {r['tool']} | {dist} | {ratio} | {r['seconds']:.2f} | {tr} |")
+        lines.append(f"| {r['pipeline'].replace('|', chr(92) + '|')} | {r['method']} | {r['tool']} | {dist} | {ratio} | {r['seconds']:.2f} | {tr} |")
     lines += ["", "Distance: RMS difference of CSF/GM/WM means between two scanner renderings of the same brain, "
               "relative to the WM-CSF contrast; lower is better. Times: wall seconds on a shared 2-core CPU."]
     return "\n".join(lines) + "\n"

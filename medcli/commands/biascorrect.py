@@ -49,7 +49,7 @@ def cli(
         Optional[str],
         typer.Option("--field", help="Also write the estimated multiplicative field to this file or template.", show_default=False),
     ] = None,
-    shrink: Annotated[int, typer.Option("--shrink", min=1, max=16, help="N4: fit on a copy shrunk by this factor.")] = 4,
+    shrink: Annotated[int, typer.Option("--shrink", min=1, max=16, help="N4: fit on a copy shrunk by this factor.")] = 6,
     levels: Annotated[int, typer.Option("--levels", min=1, max=8, help="N4: B-spline fitting levels.")] = 3,
     iterations: Annotated[int, typer.Option("--iterations", min=1, max=1000, help="N4: maximum iterations per level.")] = 50,
 ):

@@ -34,7 +34,7 @@ from medcli.image import Image
 METHODS = ("n4", "learned")
 
 #: N4 defaults, chosen by the sweep of tests/benchmarks/enhance/bias.py.
-N4_DEFAULTS = {"shrink": 4, "levels": 3, "iterations": 50, "spline_distance": 200.0}
+N4_DEFAULTS = {"shrink": 6, "levels": 3, "iterations": 50, "spline_distance": 200.0}
 
 
 def n4(

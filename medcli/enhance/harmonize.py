@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -381,23 +380,6 @@ def learned(image: Image, mask: np.ndarray | None = None, model: str = LEARNED_M
     return _per_volume(image, fn)
 
 
-@lru_cache(maxsize=1)
-def _mni_volumes() -> tuple[np.ndarray, ...]:
-    """Target (MNI T1 / its brain 99th percentile), GM, WM, CSF, brain: cropped to the brain + 8 voxels."""
-    from medcli import io
-
-    t1 = np.asarray(io.read("sample:t1").data, np.float32)
-    gm = np.asarray(io.read("sample:gm").data, np.float32) / 255.0
-    wm = np.asarray(io.read("sample:wm").data, np.float32) / 255.0
-    brain = t1 > 0
-    csf = np.clip(brain - gm - wm, 0, 1).astype(np.float32)
-    target = t1 / float(np.percentile(t1[brain], 99))
-    nz = np.argwhere(brain)
-    lo, hi = np.maximum(nz.min(0) - 8, 0), np.minimum(nz.max(0) + 9, brain.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    return tuple(np.ascontiguousarray(v[box]) for v in (target, gm, wm, csf, brain.astype(np.float32)))
-
-
 def normalise_input(x: np.ndarray, fg: np.ndarray) -> np.ndarray:
     """The network's input scale: foreground 1st-99th percentile -> 0-1, clipped to [-0.5, 1.5]."""
     lo, hi = np.percentile(x[fg], [1, 99]) if fg.any() else (0.0, 1.0)
@@ -418,8 +400,9 @@ def synth_pair(rng: np.random.Generator, patch: int = 48, deform: float = 4.0, s
         ``(input, target)``, float32 arrays of shape ``(1, patch, patch, patch)``.
     """
     from medcli.enhance import degrade
+    from medcli.train.synth import mni_volumes
 
-    vols = _mni_volumes()
+    vols = mni_volumes(8)
     m = int(np.ceil(deform)) + 2
     size = patch + 2 * m
     for _ in range(50):

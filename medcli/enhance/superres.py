@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -445,22 +444,6 @@ def load_learned(model: str = LEARNED_MODEL, device=None):
 # -- training data for the learned model ---------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _mni_volumes() -> tuple[np.ndarray, ...]:
-    """MNI T1 (scaled: brain 99th percentile = 1), GM, WM, CSF, brain: cropped to the brain."""
-    from medcli import io
-
-    t1 = np.asarray(io.read("sample:t1").data, np.float32)
-    gm = np.asarray(io.read("sample:gm").data, np.float32) / 255.0
-    wm = np.asarray(io.read("sample:wm").data, np.float32) / 255.0
-    brain = t1 > 0
-    csf = np.clip(brain - gm - wm, 0, 1).astype(np.float32)
-    t1 = t1 / float(np.percentile(t1[brain], 99))
-    nz = np.argwhere(brain)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(nz.min(0), nz.max(0) + 1))
-    return tuple(np.ascontiguousarray(v[box]) for v in (t1, gm, wm, csf, brain.astype(np.float32)))
-
-
 def synth_pair(rng: np.random.Generator, patch: int = 64, factor_min: float = 3.0, factor_max: float = 7.0, deform: float = 3.0):
     """One 2D training pair for the ``learned`` network (``medcli train`` generator protocol).
 
@@ -477,7 +460,9 @@ def synth_pair(rng: np.random.Generator, patch: int = 64, factor_min: float = 3.
     """
     from medcli.enhance import degrade
 
-    vols = _mni_volumes()
+    from medcli.train.synth import mni_volumes
+
+    vols = mni_volumes()
     shape = vols[0].shape
     m = int(np.ceil(deform)) + 2
     size = patch + 2 * m

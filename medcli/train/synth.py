@@ -79,6 +79,27 @@ def tissue_maps() -> TissueMaps:
     return TissueMaps(probs, t1.affine, (idx.min(0), idx.max(0)))
 
 
+@lru_cache(maxsize=4)
+def mni_volumes(margin: int = 0) -> tuple[np.ndarray, ...]:
+    """MNI T1 (brain 99th percentile = 1), GM, WM, CSF and brain, cropped to the brain + ``margin`` voxels.
+
+    The image-to-image generators (harmonize, superres) render their training pairs from these.
+    GM/WM are the raw maps (0-1), CSF = brain - GM - WM clipped to 0-1.
+    """
+    from medcli import io
+
+    t1 = np.asarray(io.read("sample:t1").data, np.float32)
+    gm = np.asarray(io.read("sample:gm").data, np.float32) / 255.0
+    wm = np.asarray(io.read("sample:wm").data, np.float32) / 255.0
+    brain = t1 > 0
+    csf = np.clip(brain - gm - wm, 0, 1).astype(np.float32)
+    t1 = t1 / float(np.percentile(t1[brain], 99))
+    nz = np.argwhere(brain)
+    lo, hi = np.maximum(nz.min(0) - margin, 0), np.minimum(nz.max(0) + 1 + margin, brain.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    return tuple(np.ascontiguousarray(v[box]) for v in (t1, gm, wm, csf, brain.astype(np.float32)))
+
+
 @dataclass
 class SynthConfig:
     """Ranges of the randomisation (every draw is uniform in its range).

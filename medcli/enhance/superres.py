@@ -459,7 +459,6 @@ def synth_pair(rng: np.random.Generator, patch: int = 64, factor_min: float = 3.
         ``(input, target)``, float32 arrays of shape ``(1, patch, patch)``.
     """
     from medcli.enhance import degrade
-
     from medcli.train.synth import mni_volumes
 
     vols = mni_volumes()

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import pty
-import select
 import shutil
 import subprocess
 import sys
@@ -24,6 +22,7 @@ import numpy as np
 import pytest
 
 from dicomgen import oblique_affine, t1_block, write_series
+from ttyrun import run_on_tty
 from medcli import io
 from medcli.errors import InputError
 from medcli.image import Image
@@ -351,28 +350,7 @@ def test_read_only_output_folder_real_permissions(tmp_path):
 
 def _run_on_tty(*args: str, stdin_tty: bool = False, stdout_tty: bool = True):
     """Run medcli with a real terminal (a pty) as stdout and/or stdin."""
-    master, slave = pty.openpty()
-    try:
-        r = subprocess.run(
-            [sys.executable, "-m", "medcli", *map(str, args)],
-            stdin=slave if stdin_tty else subprocess.DEVNULL,
-            stdout=slave if stdout_tty else subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            timeout=120,
-        )
-        shown = b""
-        while select.select([master], [], [], 0.2)[0]:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-        return r, shown
-    finally:
-        os.close(slave)
-        os.close(master)
+    return run_on_tty(*args, tty=("stdin",) * stdin_tty + ("stdout",) * stdout_tty)
 
 
 def test_image_to_terminal_refused():

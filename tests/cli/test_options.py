@@ -152,28 +152,12 @@ def test_progress_is_a_no_op_without_a_terminal():
 
 def test_progress_bar_on_a_terminal_unless_quiet(tmp_path):
     import os
-    import pty
-    import subprocess
-    import sys
+
+    from ttyrun import run_on_tty
 
     def stderr_on_terminal(*args: str) -> bytes:
-        main, sub = pty.openpty()
-        try:
-            subprocess.run([sys.executable, "-m", "medcli", *args], stderr=sub, stdout=subprocess.DEVNULL, timeout=120,
-                           env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "80"})
-            os.close(sub)
-            seen = b""
-            while True:
-                try:
-                    chunk = os.read(main, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            return seen
-        finally:
-            os.close(main)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "80"}
+        return run_on_tty(*args, tty=("stderr",), env=env)[1]
 
     seen = stderr_on_terminal("convert", "sample:wm", "sample:gm", "-o", str(tmp_path / "{stem}.nii"))
     assert b"convert" in seen and b"2/2" in seen

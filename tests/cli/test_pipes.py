@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from medcli import io
+from ttyrun import run_on_tty
 
 
 def sh(cmd: str, cwd, tmpdir=None):
@@ -67,22 +68,8 @@ def test_without_output_a_pipe_gets_the_image(t1_path, tmp_path):
 
 def _on_terminal(*args: str) -> tuple[int, bytes]:
     """Run medcli with stdout on a pseudo-terminal; returns exit code and what reached the terminal."""
-    main, sub = pty.openpty()
-    try:
-        p = subprocess.run([sys.executable, "-m", "medcli", *args], stdout=sub, stderr=subprocess.PIPE, timeout=120)
-        os.close(sub)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        return p.returncode, seen + p.stderr
-    finally:
-        os.close(main)
+    r, seen = run_on_tty(*args)
+    return r.returncode, seen + r.stderr
 
 
 def test_image_bytes_never_go_to_a_terminal():

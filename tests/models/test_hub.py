@@ -240,28 +240,15 @@ def test_rm_only_touches_the_cache(hub_env, tmp_path, monkeypatch, server):
 
 
 def test_progress_bar_only_on_a_terminal(hub_env, tmp_path, monkeypatch, server):
-    import pty
     import subprocess
     import sys
+
+    from ttyrun import run_on_tty
 
     register(tmp_path, monkeypatch, server, data=os.urandom(1 << 20))
     server.served.rules["/synth.bin"] = Rule(delay=0.02)
     env = {**os.environ, "MEDCLI_REGISTRY": os.environ["MEDCLI_REGISTRY"], "COLUMNS": "100"}
-    master, slave = pty.openpty()
-    try:
-        r = subprocess.run([sys.executable, "-m", "medcli", "models", "pull", "synth"], env=env, stdout=subprocess.PIPE, stderr=slave, timeout=60)
-        os.close(slave)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        os.close(master)
+    r, seen = run_on_tty("models", "pull", "synth", tty=("stderr",), env=env, timeout=60)
     assert r.returncode == 0
     assert r.stdout.decode() == f"{cached()}\n"  # stdout: data only
     assert b"synth/synth.bin" in seen and b"MB" in seen, seen[-500:]

@@ -109,7 +109,9 @@ def segment_lungs(image: Image, postprocess: bool = True) -> Image:
     Air outside the body is excluded by the body outline (filled slice by slice,
     so lungs are inside it); bowel gas and small pockets by size: kept are the
     components of at least 10 % of the largest one (and of 5 mL, or 100 mm^2 on
-    a single slice). Sides come from world x (RAS+: +x is the patient's right): a component is right or left by the side of
+    a single slice). Air walled in by bone (paranasal sinuses, mastoid air cells:
+    more than half of a 2 mm shell around the component is bone) is not lung;
+    lungs touch ribs over a small part of their surface only. Sides come from world x (RAS+: +x is the patient's right): a component is right or left by the side of
     the body's mid-sagittal plane its centre lies on; one component spanning both
     sides (lungs touching at the anterior junction) is split at that plane.
     """
@@ -130,6 +132,8 @@ def segment_lungs(image: Image, postprocess: bool = True) -> Image:
             min_size = max(0.10 * sizes.max(), floor)
             keep = sizes >= min_size
             keep[0] = False
+            for c in np.flatnonzero(keep):
+                keep[c] = not _walled_by_bone(lab == c, hu, image.spacing, axis)
             air = keep[lab]
         air = fill_holes(air, axis=axis)  # vessels inside the lung are lung
     # world x of every voxel, and the body's mid-sagittal x
@@ -148,6 +152,18 @@ def segment_lungs(image: Image, postprocess: bool = True) -> Image:
         else:
             out[comp] = 1 if frac >= 0.5 else 2
     return Image(out, image.affine, dict(image.meta))
+
+
+def _walled_by_bone(component: np.ndarray, hu: np.ndarray, spacing, axis: int) -> bool:
+    """True when over 40 % of the in-plane band 1-5 mm around ``component`` is bone.
+
+    (The first millimetre is skipped: mucosa and partial volume line a sinus wall.)
+    """
+    from scipy import ndimage
+
+    near = ndimage.binary_dilation(component, _mm_disk(spacing, axis, 1.0))
+    band = ndimage.binary_dilation(component, _mm_disk(spacing, axis, 5.0)) & ~near
+    return bool(band.any()) and float(np.mean(hu[band] >= BONE_HU)) > 0.4
 
 
 def _components(mask: np.ndarray):

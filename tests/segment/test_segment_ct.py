@@ -22,8 +22,8 @@ def phantom(kind: str, seed: int = 0):
 
     An elliptic trunk (skin 2 mm, subcutaneous fat to 14 mm depth, muscle wall to
     24 mm, organs inside) lies on a carbon-fibre table (two 2 mm shells around
-    foam, the top shell touching the back). ``chest`` adds two lungs, a
-    vertebra (cortical ring + marrow), a contrast-filled aorta and a stomach gas
+    foam, the top shell touching the back). ``chest`` adds two lungs with
+    ribs against their walls, a vertebra (cortical ring + marrow), a contrast-filled aorta and a stomach gas
     bubble; ``abdomen`` adds two visceral fat pads. Gaussian noise of 15 HU.
     """
     rng = np.random.default_rng(seed)
@@ -66,7 +66,14 @@ def phantom(kind: str, seed: int = 0):
         hu[aorta] = 280.0  # iodinated contrast
         gas = inside(30, -40, 5, 5) & ~right
         hu[gas] = -1000.0
-        truth.update(right=right, left=left, bone=ring_out & ~ring_in, aorta=aorta, gas=gas)
+        # ribs: 4 mm bone disks against the lateral wall of each lung (lungs touch ribs)
+        ribs = np.zeros_like(body)
+        for side in (1, -1):
+            for deg in (-40, 0, 40):
+                t = np.deg2rad(deg)
+                ribs |= inside(side * (45 + 36 * np.cos(t)), 5 + 42 * np.sin(t), 4, 4)
+        hu[ribs] = 700.0
+        truth.update(right=right, left=left, bone=(ring_out & ~ring_in) | ribs, aorta=aorta, gas=gas)
     else:
         vat = inside(-30, 0, 22, 15) | inside(35, -10, 18, 20)
         hu[vat] = -100.0
@@ -98,6 +105,39 @@ def test_lungs_left_right_and_gas_excluded():
     assert dice(lungs == 1, truth["right"]) > 0.95
     assert dice(lungs == 2, truth["left"]) > 0.95
     assert not lungs[truth["gas"]].any()
+
+
+def test_air_walled_by_bone_is_not_lung():
+    """A head: paranasal-sinus-like air pockets inside thick bone are not lungs, whatever their size."""
+    img, _ = phantom("abdomen")
+    hu = np.full(SHAPE, -1000.0)
+    x = (np.arange(SHAPE[0]) - SHAPE[0] / 2) * SPACING[0]
+    y = (np.arange(SHAPE[1]) - SHAPE[1] / 2) * SPACING[1]
+    X, Y = np.meshgrid(x, y, indexing="ij")
+    r = np.sqrt((X / 90) ** 2 + (Y / 100) ** 2)
+    hu[r <= 1] = 40.0  # scalp and brain
+    hu[(r <= 0.93) & (r > 0.85)] = 1000.0  # skull
+    frontal = (np.abs(X) < 25) & (Y > 70) & (Y < 88)
+    hu[frontal] = 1000.0  # thick frontal bone
+    sinus = (np.abs(X - 8) < 10) & (Y > 74) & (Y < 84)  # 20 x 10 mm air pocket in it
+    hu[sinus] = -1000.0
+    head = Image((hu + np.random.default_rng(0).normal(0, 15, SHAPE)).astype(np.float32), img.affine)
+    assert not ct.segment_lungs(head).data.any()
+
+
+def test_real_head_ct_has_no_lungs():
+    """pydicom's 512 x 512 head CT slice (JPEG 2000): frontal sinuses and mastoid cells are not lungs; body and skull are found."""
+    from pydicom.data import get_testdata_file
+
+    from medcli import io
+
+    img = io.read(get_testdata_file("J2K_pixelrep_mismatch.dcm"))
+    assert not ct.segment_lungs(img).data.any()
+    body = ct.segment_body(img).data.astype(bool)
+    bone = ct.segment_bone(img).data.astype(bool)
+    area = float(np.prod(img.spacing[:2])) / 100.0  # cm^2 per voxel
+    assert 150 < body.sum() * area < 400  # an adult head's cross-section
+    assert bone.sum() > 0.03 * body.sum() and not (bone & ~body).any()
 
 
 def test_lungs_in_lps_orientation():

@@ -19,9 +19,10 @@ PROFILES = ("box", "gaussian")
     description="The slice axis is the one with the largest voxel size. cubic: cubic B-spline interpolation. "
     "smore: trains a small 2D U-Net on the image's own in-plane slices degraded to the slice profile "
     "(--profile, --steps), then applies it to the cubic-upsampled volume in the two planes that contain the slice "
-    "axis and averages them (about a minute on a CPU for a brain). learned: the same network pretrained on "
-    "thick-slice degradations of the MNI T1 (seconds). The output grid has voxel size --spacing and covers exactly "
-    "the input's field of view. 4D images are processed volume by volume.",
+    "axis and averages them, starting from the learned network (1-3 minutes on a CPU for a brain). learned: the same "
+    "network pretrained on thick-slice degradations of the MNI T1 (under a minute). Both end by making the result "
+    "consistent with the acquired slices (iterative back-projection). The output grid has voxel size --spacing and "
+    "covers exactly the input's field of view. 4D images are processed volume by volume.",
     examples=[
         ("5 mm axial T2 to 1 mm isotropic", "medcli superres t2_axial.nii.gz -o t2_1mm.nii.gz"),
         ("Faster, pretrained", "medcli superres t2_axial.nii.gz --method learned -o t2_1mm.nii.gz"),
@@ -47,7 +48,7 @@ def cli(
     profile: Annotated[
         str, typer.Option("--profile", metavar="|".join(PROFILES), help="smore: slice profile (box = contiguous slab average, gaussian = FWHM thickness).")
     ] = "box",
-    steps: Annotated[int, typer.Option("--steps", min=1, metavar="N", help="smore: training steps (more is sharper and slower).")] = 200,
+    steps: Annotated[int, typer.Option("--steps", min=1, metavar="N", help="smore: training steps (more is sharper and slower).")] = 400,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="smore: random seed of the training.")] = 0,
 ):
     from medcli.enhance.superres import superres

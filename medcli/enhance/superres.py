@@ -10,10 +10,14 @@ resolution (about 1 mm). Methods:
   (low-, high-resolution) training pairs; a small 2D U-Net learns to undo the
   degradation, then runs on the cubic-upsampled volume in the two orthogonal
   planes that contain the slice axis, and the two results are averaged. No
-  training data other than the image itself; costs a minute or two on a CPU.
+  training data other than the image itself; it starts from the ``learned``
+  network and fine-tunes it (400 steps: 1-3 minutes on a CPU for a brain).
 * ``learned`` -- the same 2D network, pretrained here on thick-slice
   degradations of real anatomy (the MNI T1 with random deformations and
-  contrasts): no per-image training, seconds.
+  contrasts): no per-image training, under a minute.
+
+Both network methods end with back-projection onto the acquired slices
+(:func:`back_project`), worth 0.3-0.6 dB on the MNI T1.
 
 Geometry: the output grid covers exactly the input's field of view (voxel
 edges, :func:`medcli.image.grid_with_spacing`), so overlays line up.
@@ -136,13 +140,15 @@ def degrade_axis(data: np.ndarray, axis: int, factor: float, profile: str = "box
     return resample_axis(acquire_axis(data, axis, n_low, profile), axis, n, order=3)
 
 
-def back_project(fine: np.ndarray, low: np.ndarray, axis: int, profile: str = "box", iterations: int = 8) -> np.ndarray:
+def back_project(fine: np.ndarray, low: np.ndarray, axis: int, profile: str = "box", iterations: int = 4) -> np.ndarray:
     """Make a super-resolved volume consistent with the acquired thick slices.
 
     Iterative back-projection (Irani & Peleg 1991): re-acquire ``fine`` with
     the slice profile, and add the cubic-upsampled residual, until the
     re-acquired slices equal ``low``. Removes the slow drift of slab means a
-    network leaves (about +0.3 dB PSNR on box-profile 4 mm slices of the MNI T1).
+    network leaves: on box-profile 4 / 6 mm slices of the whole MNI T1, +0.64 /
+    +0.30 dB PSNR after the learned network, +0.30 / +0.26 dB after cubic
+    interpolation alone; converged after 2-4 iterations.
     """
     y = np.asarray(fine, np.float32).copy()
     n_low, n = low.shape[axis], y.shape[axis]
@@ -301,7 +307,7 @@ def superres(
     spacing: float | Sequence[float] | None = 1.0,
     axis: int | None = None,
     profile: str = "box",
-    steps: int = 200,
+    steps: int = 400,
     mask: np.ndarray | None = None,
     seed: int = 0,
     model: str = LEARNED_MODEL,

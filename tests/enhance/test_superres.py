@@ -66,6 +66,18 @@ def test_training_degradation_is_the_acquisition_path(crop):
     assert np.abs(np.diff(g, axis=0)).mean() > 0.8 * np.abs(np.diff(crop.data, axis=0)).mean()
 
 
+def test_back_projection_restores_the_acquired_slices_and_helps(crop):
+    # Box slices average their slab exactly, so a consistent result re-acquires to the input;
+    # on the real T1, consistency alone lifts cubic interpolation (measured +0.42 dB here at 4 mm).
+    thick = degrade.thick_slices(crop, 4, axis=2, profile="box")
+    low = np.asarray(thick.data, np.float32)
+    cubic = S.resample_axis(low, 2, crop.shape[2], order=3)
+    bp = S.back_project(cubic, low, 2, "box")
+    err = lambda y: np.abs(S.acquire_axis(y, 2, low.shape[2], "box") - low).max()  # noqa: E731
+    assert err(bp) < 0.1 * err(cubic)
+    assert degrade.psnr(crop.data, bp) > degrade.psnr(crop.data, cubic) + 0.25
+
+
 def test_4d_is_processed_volume_by_volume(crop):
     thick = degrade.thick_slices(crop, 4, axis=2)
     four = Image(np.stack([thick.data, 2 * thick.data], -1), thick.affine)
@@ -84,19 +96,24 @@ def test_bad_arguments(crop):
 
 
 @pytest.mark.slow
-def test_learned_beats_cubic_at_4mm(crop):
-    thick = degrade.thick_slices(crop, 4, axis=2, profile="box")
-    cubic = degrade.psnr(crop.data, S.superres(thick, "cubic").data)
-    learned = degrade.psnr(crop.data, S.superres(thick, "learned").data)
-    assert learned > cubic + 0.5, (cubic, learned)
+@pytest.mark.parametrize("k, gain", [(4, 1.3), (6, 1.1)])
+def test_learned_beats_cubic(crop, k, gain):
+    # Measured on this block: +1.67 dB at 4 mm, +1.41 dB at 6 mm (+1.48 / +1.35 without back-projection).
+    n = crop.shape[2] // k * k
+    clean = crop.data[:, :, :n]
+    thick = degrade.thick_slices(Image(clean, crop.affine), k, axis=2, profile="box")
+    cubic = degrade.psnr(clean, S.superres(thick, "cubic").data)
+    learned = degrade.psnr(clean, S.superres(thick, "learned").data)
+    assert learned > cubic + gain, (cubic, learned)
 
 
 @pytest.mark.slow
 def test_smore_beats_cubic_at_4mm(crop):
+    # 40 fine-tuning steps (the default is 400) keep the test short; measured +1.22 dB on this block.
     thick = degrade.thick_slices(crop, 4, axis=2, profile="box")
     cubic = degrade.psnr(crop.data, S.superres(thick, "cubic").data)
     smore = degrade.psnr(crop.data, S.superres(thick, "smore", steps=40).data)
-    assert smore > cubic + 0.5, (cubic, smore)
+    assert smore > cubic + 0.9, (cubic, smore)
 
 
 # -- command line ---------------------------------------------------------------------------------

@@ -111,6 +111,8 @@ def gmm_mrf(
     beta: float = 0.3,
     iterations: int = 15,
     bias: bool = True,
+    prior: np.ndarray | None = None,
+    prior_weight: float = 0.5,
 ) -> np.ndarray:
     """Posterior probabilities of ``classes`` intensity clusters inside ``mask``.
 
@@ -123,10 +125,18 @@ def gmm_mrf(
         beta: Potts interaction strength (0 = plain GMM).
         iterations: EM iterations.
         bias: N4-correct the intensities first.
+        prior: Optional (classes, *data.shape) spatial prior probabilities, for
+            example a network's: EM starts from it instead of k-means, each
+            class keeps its prior's meaning and order, and the log-prior
+            (times ``prior_weight``) is added to every E-step, as atlas-based
+            EM (SPM, SAMSEG) adds its atlas.
+        prior_weight: Exponent of the prior (0 ignores it after the start, 1
+            trusts it as a calibrated probability).
 
     Returns:
-        float32 array (classes, *data.shape), clusters sorted by increasing mean
-        intensity. Name them with :func:`assign_by_depth`.
+        float32 array (classes, *data.shape): without ``prior``, clusters sorted
+        by increasing mean intensity (name them with :func:`assign_by_depth`);
+        with ``prior``, in the prior's class order.
     """
     data = np.asarray(data, np.float32)
     mask = np.asarray(mask, bool)
@@ -145,32 +155,50 @@ def gmm_mrf(
     xs = np.clip((x - lo) / scale, -0.5, 1.5).astype(np.float32)
     v = xs[m].astype(np.float64)
 
-    mu = kmeans_1d(v[:: max(1, v.size // 200000)], classes)
-    assign = np.argmin(np.abs(v[:, None] - mu[None, :]), axis=1)
-    sd = np.array([max(v[assign == j].std(), 1e-3) if np.any(assign == j) else 0.1 for j in range(classes)])
-    pi = np.array([max(np.mean(assign == j), 1e-3) for j in range(classes)])
+    if prior is None:
+        mu = kmeans_1d(v[:: max(1, v.size // 200000)], classes)
+        assign = np.argmin(np.abs(v[:, None] - mu[None, :]), axis=1)
+        sd = np.array([max(v[assign == j].std(), 1e-3) if np.any(assign == j) else 0.1 for j in range(classes)])
+        pi = np.array([max(np.mean(assign == j), 1e-3) for j in range(classes)])
+        log_prior = None
+        q = np.zeros((classes,) + xs.shape, np.float32)
+    else:
+        p = np.asarray(prior, np.float32)[(slice(None),) + box] * m[None]
+        p = (p + 1e-4) / (p + 1e-4).sum(axis=0, keepdims=True)
+        log_prior = (prior_weight * np.log(p)).astype(np.float32)
+        q = (p * m[None]).astype(np.float32)
+        mu, sd, pi = _moments(q[:, m].astype(np.float64), v)
+        # The prior carries the class proportions: a second, global one would count them twice.
+        pi = np.ones(classes)
 
     w = 1.0 / np.asarray(spacing, float)
     w = w / w.max()
-    q = np.zeros((classes,) + xs.shape, np.float32)
     for it in range(iterations):
         loglik = np.stack(
             [np.log(pi[j]) - np.log(sd[j]) - 0.5 * ((xs - mu[j]) / sd[j]) ** 2 for j in range(classes)]
         ).astype(np.float32)
-        if it > 0 and beta > 0:
+        if log_prior is not None:
+            loglik += log_prior
+        if (it > 0 or log_prior is not None) and beta > 0:
             loglik += beta * _neighbour_sum(q, w)
         loglik -= loglik.max(axis=0, keepdims=True)
         np.exp(loglik, out=loglik)
         loglik /= loglik.sum(axis=0, keepdims=True)
         q = loglik * m[None]
-        qm = q[:, m].astype(np.float64)
-        nk = qm.sum(axis=1) + 1e-9
-        mu = (qm @ v) / nk
-        sd = np.sqrt(np.maximum((qm * (v[None, :] - mu[:, None]) ** 2).sum(axis=1) / nk, 1e-6))
-        pi = nk / nk.sum()
-    order = np.argsort(mu)
+        mu, sd, pi_new = _moments(q[:, m].astype(np.float64), v)
+        if log_prior is None:
+            pi = pi_new
+    order = np.argsort(mu) if log_prior is None else np.arange(classes)
     out[(slice(None),) + box] = q[order]
     return out
+
+
+def _moments(q: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """M-step: means, standard deviations and proportions of (classes, n) responsibilities over values v."""
+    nk = q.sum(axis=1) + 1e-9
+    mu = (q @ v) / nk
+    sd = np.sqrt(np.maximum((q * (v[None, :] - mu[:, None]) ** 2).sum(axis=1) / nk, 1e-6))
+    return mu, sd, nk / nk.sum()
 
 
 # -- naming clusters without assuming a contrast ---------------------------------------------------

@@ -4,7 +4,11 @@
 (:mod:`medcli.segment.classical`), with clusters named by their depth in the
 brain so that any MR contrast works. ``learned``: the contrast-agnostic
 ``tissue`` model (or any model with the same labels) through the inference
-engine. The brain is found first: the non-zero region of a skull-stripped
+engine, its probabilities then refined by a Gaussian mixture fitted to this
+image's intensities with the network's output as the spatial prior (the
+network names the tissues and knows the anatomy whatever the contrast; the
+mixture puts the boundaries where this image's intensities put them). The
+brain is found first: the non-zero region of a skull-stripped
 image, a mask the caller gives, or brain extraction when the head has a skull.
 
 Example:
@@ -29,6 +33,10 @@ DEFAULT_METHOD = "classical"
 DEFAULT_MODEL = "tissue"
 #: Potts strength of the classical method (tuned in tests/benchmarks/bench_segment.py).
 BETA = 1.5
+#: Exponent of the network prior and Potts strength of the learned method's refinement, chosen on the
+#: training engine's validation cases by scripts/tune_tissue_refine.py (worst GM/WM Dice).
+REFINE_PRIOR_WEIGHT = 0.5
+REFINE_BETA = 0.6
 
 _MODELS: dict[str, Any] = {}
 
@@ -115,13 +123,14 @@ def segment_tissue(
 
     Args:
         image: 3D MR image of any contrast (T1, T2, PD-like; 4D: first volume), any orientation.
-        method: ``classical`` (GMM + MRF) or ``learned`` (a tissue model).
+        method: ``classical`` (GMM + MRF) or ``learned`` (a tissue model, refined by
+            a GMM + MRF that takes its output as the prior).
         model: Registry name or path of the learned model.
         mask: Brain mask on the image's grid; default: found as :func:`brain_mask` says.
         brain_model: Brain-extraction model used when the image has a skull.
         postprocess: Merge tissue islands smaller than 20 mm^3 into their surroundings.
         beta: Potts strength of the classical method.
-        bias: N4 bias correction before the classical method.
+        bias: N4 bias correction before fitting intensities (both methods).
         device: Torch device of the learned method.
 
     Returns:
@@ -145,7 +154,11 @@ def segment_tissue(
         perm = assign_by_depth(post, brain, image.spacing)
         probs = post[list(perm)]
     else:
-        probs = learned_probabilities(image, brain, model, device)
+        prior = learned_probabilities(image, brain, model, device)
+        probs = gmm_mrf(
+            np.asarray(image.data, np.float32), brain, image.spacing, beta=REFINE_BETA,
+            iterations=8, bias=bias, prior=prior, prior_weight=REFINE_PRIOR_WEIGHT,
+        )
     labels = np.zeros(image.shape[:3], np.uint8)
     labels[brain] = (np.argmax(probs[:, brain], axis=0) + 1).astype(np.uint8)
     if postprocess:

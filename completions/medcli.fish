@@ -69,7 +69,7 @@ complete -c medcli -n '__fish_seen_subcommand_from segment' -F
 complete -c medcli -n '__fish_seen_subcommand_from biascorrect' -l method -s m -x -d 'Method: n4, learned'
 complete -c medcli -n '__fish_seen_subcommand_from biascorrect' -l mask -x -d 'Foreground mask on the same grid (file or template such as...'
 complete -c medcli -n '__fish_seen_subcommand_from biascorrect' -l field -x -d 'Also write the estimated multiplicative field to this file or template'
-complete -c medcli -n '__fish_seen_subcommand_from biascorrect' -l shrink -x -d 'N4: fit on every N-th voxel per axis'
+complete -c medcli -n '__fish_seen_subcommand_from biascorrect' -l shrink -x -d 'N4: fit on every N-th voxel (along the finest axis; as many mm...'
 complete -c medcli -n '__fish_seen_subcommand_from biascorrect' -l levels -x -d 'N4: B-spline fitting levels'
 complete -c medcli -n '__fish_seen_subcommand_from biascorrect' -l iterations -x -d 'N4: maximum iterations per level'
 complete -c medcli -n '__fish_seen_subcommand_from biascorrect' -s o -l output -r -F -d 'Output file, '\''-'\'' for stdout, or a template for several inputs...'

@@ -50,7 +50,7 @@ def cli(
         Optional[str],
         typer.Option("--field", help="Also write the estimated multiplicative field to this file or template.", show_default=False),
     ] = None,
-    shrink: Annotated[int, typer.Option("--shrink", min=1, max=16, help="N4: fit on every N-th voxel per axis.")] = 8,
+    shrink: Annotated[int, typer.Option("--shrink", min=1, max=16, help="N4: fit on every N-th voxel (along the finest axis; as many mm apart along the others).")] = 8,
     levels: Annotated[int, typer.Option("--levels", min=1, max=8, help="N4: B-spline fitting levels.")] = 2,
     iterations: Annotated[int, typer.Option("--iterations", min=1, max=1000, help="N4: maximum iterations per level.")] = 50,
 ):

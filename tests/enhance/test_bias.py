@@ -102,11 +102,21 @@ def test_default_n4_at_1mm(t1):
     assert d.residual_bias(corrected, clean, brain) < 0.0425
 
 
+def test_thick_slices_are_fitted_in_mm(t1):
+    """With 4 mm slices the fit keeps its mm spacing through-plane (voxel steps measured 0.051)."""
+    clean = np.ascontiguousarray(np.asarray(t1.data, np.float32)[:, :, ::4])
+    spacing = (1.0, 1.0, 4.0)
+    field = d.bias_field(clean.shape, strength=1.6, rng=502, spacing=spacing)
+    corrected, _ = n4(clean * field, spacing)
+    # Measured 0.130 -> 0.045.
+    assert d.residual_bias(corrected, clean, clean > 0) < 0.047
+
+
 def test_automatic_mask_is_the_foreground(t1_2mm):
     from medcli.enhance.masks import foreground_mask
 
     x = t1_2mm.data
-    a, b = automatic_mask(x), foreground_mask(x)
+    a, b = automatic_mask(x, spacing=t1_2mm.spacing), foreground_mask(x)
     assert a.shape == x.shape
     assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.97
 

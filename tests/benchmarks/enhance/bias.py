@@ -51,7 +51,7 @@ from medcli.enhance import degrade  # noqa: E402
 from medcli.image import Image  # noqa: E402
 
 STRENGTHS = (0.8, 1.6)
-REPEATS = 3
+REPEATS = 5
 SEEDS = {0.8: 501, 1.6: 502}
 # (shrink, levels, iterations, first control-point spacing in mm)
 SWEEP = [(4, 3, 50, 200), (6, 3, 50, 200), (6, 2, 50, 100), (8, 3, 50, 200), (8, 1, 50, 50), (8, 2, 25, 100), (8, 2, 50, 100), (10, 2, 50, 100)]
@@ -60,6 +60,7 @@ QUICK_SWEEP = [(4, 3, 50, 200), (4, 2, 50, 100), (8, 2, 50, 100)]
 SITK = textwrap.dedent(
     """
     import numpy as np, SimpleITK as sitk
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # one thread, like every other run
 
     def sitk_n4(x, spacing, mask, shrink, levels, iterations, spline_distance):
         # SimpleITK N4 on a shrunken copy, the field evaluated at full resolution; returns the corrected array.
@@ -90,19 +91,21 @@ SITK_N4 = SITK + textwrap.dedent(
         mask = foreground_mask(x)
     else:
         from medcli.enhance.bias import automatic_mask
-        mask = automatic_mask(x, shrink)
+        mask = automatic_mask(x, shrink, img.spacing)
     io.write(img.with_data(sitk_n4(x, img.spacing, mask, shrink, levels, iters, distance)), sys.argv[2], force=True)
     """
 )
 
 ANTS_N4 = textwrap.dedent(
     """
-    import sys, numpy as np, ants
+    import os, sys, numpy as np
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"  # one thread, like every other run
+    import ants
     from medcli import io
     from medcli.enhance.bias import automatic_mask
     img = ants.image_read(sys.argv[1])
     x = img.numpy()
-    mask = img.new_image_like(automatic_mask(x).astype(np.float32))
+    mask = img.new_image_like(automatic_mask(x, spacing=img.spacing).astype(np.float32))
     # Without rescale_intensities ANTsPy's N4 leaves a residual of ~0.3 on this image (measured).
     out = ants.n4_bias_field_correction(img, mask=mask, rescale_intensities=True)
     ants.image_write(out, sys.argv[2])
@@ -141,7 +144,7 @@ def run(quick: bool = False) -> list[dict]:
     biased = clean.data * field
     for shrink, levels, iters, distance in QUICK_SWEEP if quick else SWEEP:
         t0 = time.process_time()
-        mask = automatic_mask(biased, shrink)
+        mask = automatic_mask(biased, shrink, clean.spacing)
         corrected = namespace["sitk_n4"](biased, clean.spacing, mask, shrink, levels, iters, distance)
         cpu = time.process_time() - t0
         r = degrade.residual_bias(corrected, clean.data, brain)
@@ -187,7 +190,7 @@ def run(quick: bool = False) -> list[dict]:
             res = {}
             for method, tool, cmd, out in runs:
                 try:
-                    # Median of 3 (runs of a few seconds on a shared CPU vary by 30 %); ANTs (~25 s) once.
+                    # Median of REPEATS (runs of a few seconds on a shared CPU vary by 30 %); ANTs (~25 s) once.
                     times = [timed_run(cmd)[:2] for _ in range(1 if tool == "ANTsPy" else REPEATS)]
                 except RuntimeError as e:
                     print(f"bias {strength} {method} ({tool}) failed: {e}", file=sys.stderr)

@@ -19,8 +19,8 @@ PROFILES = ("box", "gaussian")
     description="The slice axis is the one with the largest voxel size. cubic: cubic B-spline interpolation. "
     "smore: trains a small 2D U-Net on the image's own in-plane slices degraded to the slice profile "
     "(--profile, --steps), then applies it to the cubic-upsampled volume in the two planes that contain the slice "
-    "axis and averages them, starting from the learned network (1-3 minutes on a CPU for a brain). learned: the same "
-    "network pretrained on thick-slice degradations of the MNI T1 (under a minute). Both end by making the result "
+    "axis and averages them, starting from the learned network (under a minute of one CPU core for a brain). learned: "
+    "the same network pretrained on thick-slice degradations of the MNI T1 (about 30 s). Both end by making the result "
     "consistent with the acquired slices (iterative back-projection). The output grid has voxel size --spacing and "
     "covers exactly the input's field of view. 4D images are processed volume by volume.",
     examples=[

@@ -11,10 +11,11 @@ resolution (about 1 mm). Methods:
   degradation, then runs on the cubic-upsampled volume in the two orthogonal
   planes that contain the slice axis, and the two results are averaged. No
   training data other than the image itself; it starts from the ``learned``
-  network and fine-tunes it (400 steps: 1-3 minutes on a CPU for a brain).
+  network and fine-tunes it (400 steps: under a minute of one CPU core for a
+  whole brain, training included).
 * ``learned`` -- the same 2D network, pretrained here on thick-slice
   degradations of real anatomy (the MNI T1 with random deformations and
-  contrasts): no per-image training, under a minute.
+  contrasts): no per-image training, about 30 s of one CPU core for a brain.
 
 Both network methods end with back-projection onto the acquired slices
 (:func:`back_project`), worth 0.3-0.6 dB on the MNI T1.
@@ -146,9 +147,9 @@ def back_project(fine: np.ndarray, low: np.ndarray, axis: int, profile: str = "b
     Iterative back-projection (Irani & Peleg 1991): re-acquire ``fine`` with
     the slice profile, and add the cubic-upsampled residual, until the
     re-acquired slices equal ``low``. Removes the slow drift of slab means a
-    network leaves: on box-profile 4 / 6 mm slices of the whole MNI T1, +0.64 /
-    +0.30 dB PSNR after the learned network, +0.30 / +0.26 dB after cubic
-    interpolation alone; converged after 2-4 iterations.
+    network leaves: on box-profile 4 / 6 mm slices of the whole MNI T1, +0.52 /
+    +0.29 dB PSNR after the learned network (model 1.1.0), +0.30 / +0.26 dB
+    after cubic interpolation alone; converged after 2-4 iterations.
     """
     y = np.asarray(fine, np.float32).copy()
     n_low, n = low.shape[axis], y.shape[axis]

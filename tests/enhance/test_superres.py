@@ -96,9 +96,9 @@ def test_bad_arguments(crop):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("k, gain", [(4, 1.3), (6, 1.1)])
+@pytest.mark.parametrize("k, gain", [(4, 1.8), (6, 1.8)])
 def test_learned_beats_cubic(crop, k, gain):
-    # Measured on this block: +1.67 dB at 4 mm, +1.41 dB at 6 mm (+1.48 / +1.35 without back-projection).
+    # Model 1.1.0 on this block: +2.15 dB at 4 mm, +2.21 dB at 6 mm (+2.00 / +2.11 without back-projection).
     n = crop.shape[2] // k * k
     clean = crop.data[:, :, :n]
     thick = degrade.thick_slices(Image(clean, crop.affine), k, axis=2, profile="box")
@@ -109,11 +109,11 @@ def test_learned_beats_cubic(crop, k, gain):
 
 @pytest.mark.slow
 def test_smore_beats_cubic_at_4mm(crop):
-    # 40 fine-tuning steps (the default is 400) keep the test short; measured +1.22 dB on this block.
+    # 40 fine-tuning steps (the default is 400) keep the test short; measured +1.79 dB on this block.
     thick = degrade.thick_slices(crop, 4, axis=2, profile="box")
     cubic = degrade.psnr(crop.data, S.superres(thick, "cubic").data)
     smore = degrade.psnr(crop.data, S.superres(thick, "smore", steps=40).data)
-    assert smore > cubic + 0.9, (cubic, smore)
+    assert smore > cubic + 1.4, (cubic, smore)
 
 
 # -- command line ---------------------------------------------------------------------------------

@@ -24,9 +24,10 @@ LABEL_HELP = (
         "Writes a uint8 label map on the input's grid and orientation (0 = background). Labels: "
         + LABEL_HELP
         + "\n\n--task brain runs a brain-extraction network (deepbet by default, bundled; --model hd-bet). "
-        "--task tissue segments CSF/GM/WM inside the brain of an MR image of any contrast: 'classical' is a "
-        "Gaussian mixture with a Potts MRF on the N4-corrected brain, 'learned' the contrast-agnostic 'tissue' "
-        "model (or --model NAME|PATH); the brain is the non-zero region of a skull-stripped image, --mask FILE, "
+        "--task tissue segments CSF/GM/WM inside the brain of an MR image of any contrast: 'learned' (default) "
+        "runs the contrast-agnostic 'tissue' network (or --model NAME|PATH) and refines its output with a Gaussian "
+        "mixture + Potts MRF fitted to the image, the network as prior; 'classical' is that mixture alone, "
+        "k-means initialised, its clusters named by depth in the brain; the brain is the non-zero region of a skull-stripped image, --mask FILE, "
         "or found by brain extraction. CT tasks threshold Hounsfield units and clean up by morphology.\n\n"
         "Side outputs take the same {stem} templates as -o: --labels-out (label table: .txt ITK-SNAP, .ctbl "
         "3D Slicer, .json), --probabilities (4D float32, channel k = label k+1), --stats (.json/.csv volumes in mL, "
@@ -49,6 +50,8 @@ LABEL_HELP = (
         "and the expectation-maximization algorithm, IEEE TMI.",
         "Tustison et al. 2010, N4ITK: improved N3 bias correction, IEEE TMI.",
         "Billot et al. 2023, SynthSeg: segmentation of brain MRI scans of any contrast and resolution, MedIA.",
+        "Puonti et al. 2016, Fast and sequence-adaptive whole-brain segmentation using parametric Bayesian "
+        "modeling (SAMSEG: an atlas prior refined by a per-image mixture), NeuroImage.",
     ],
 )
 def cli(
@@ -59,7 +62,7 @@ def cli(
     ] = None,
     method: Annotated[
         Optional[str],
-        typer.Option("--method", metavar="learned|classical", help="Tissue method: learned or classical [default: the better one measured].", show_default=False),
+        typer.Option("--method", metavar="learned|classical", help="Tissue method: learned (default, measured better) or classical.", show_default=False),
     ] = None,
     mask: Annotated[
         Optional[str], typer.Option("--mask", metavar="FILE", help="Brain mask on the input grid (tissue task; skips brain extraction).", show_default=False)

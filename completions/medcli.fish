@@ -42,7 +42,7 @@ complete -c medcli -n '__fish_seen_subcommand_from convert' -l help -d 'Show thi
 complete -c medcli -n '__fish_seen_subcommand_from convert' -F
 complete -c medcli -n '__fish_seen_subcommand_from segment' -l task -s t -x -d 'What to segment: brain, tissue, ct-body, ct-lungs, ct-bone, ct-fat'
 complete -c medcli -n '__fish_seen_subcommand_from segment' -l model -s m -r -F -d 'Model name or path (brain: deepbet, hd-bet; tissue: tissue)'
-complete -c medcli -n '__fish_seen_subcommand_from segment' -l method -x -a 'learned classical' -d 'Tissue method: learned or classical [default: the better one measured]'
+complete -c medcli -n '__fish_seen_subcommand_from segment' -l method -x -a 'learned classical' -d 'Tissue method: learned (default, measured better) or classical'
 complete -c medcli -n '__fish_seen_subcommand_from segment' -l mask -r -F -d 'Brain mask on the input grid (tissue task; skips brain extraction)'
 complete -c medcli -n '__fish_seen_subcommand_from segment' -l labels -x -d 'Keep only these labels (values or names, e.g. 2,3 or GM,WM)'
 complete -c medcli -n '__fish_seen_subcommand_from segment' -l labels-out -r -F -d 'Write the label table (.txt ITK-SNAP, .ctbl Slicer, .json)'
@@ -108,7 +108,7 @@ complete -c medcli -n '__fish_seen_subcommand_from denoise' -l device -x -a 'aut
 complete -c medcli -n '__fish_seen_subcommand_from denoise' -l help -d 'Show this message and exit'
 complete -c medcli -n '__fish_seen_subcommand_from denoise' -F
 complete -c medcli -n '__fish_seen_subcommand_from harmonize; and not __fish_seen_subcommand_from fit' -a fit -d 'Learn a Nyul standard histogram from a set of scans (write it as JSON)'
-complete -c medcli -n '__fish_seen_subcommand_from harmonize; and not __fish_seen_subcommand_from fit' -s m -l method -x -a 'zscore whitestripe nyul histmatch learned' -d 'Harmonisation method'
+complete -c medcli -n '__fish_seen_subcommand_from harmonize; and not __fish_seen_subcommand_from fit' -s m -l method -x -a 'nyul histmatch zscore whitestripe learned' -d 'Harmonisation method (default nyul with the shipped standard...'
 complete -c medcli -n '__fish_seen_subcommand_from harmonize; and not __fish_seen_subcommand_from fit' -l mask -r -F -d 'Foreground/brain mask on the input grid; a template ({stem}...)...'
 complete -c medcli -n '__fish_seen_subcommand_from harmonize; and not __fish_seen_subcommand_from fit' -l standard -r -F -d 'Nyul standard JSON from '\''harmonize fit'\'' [default: shipped T1 standard]'
 complete -c medcli -n '__fish_seen_subcommand_from harmonize; and not __fish_seen_subcommand_from fit' -l reference -r -F -d 'Image whose histogram histmatch matches (e.g. sample:t1)'

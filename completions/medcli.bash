@@ -101,7 +101,7 @@ _medcli() {
         "harmonize")
             case "$prev" in
                 --mask|--standard|--reference|-o|--output|--list) _medcli_files "$cur"; return 0 ;;
-                -m|--method) COMPREPLY=($(compgen -W "nyul histmatch zscore whitestripe learned" -- "$cur")); return 0 ;;
+                -m|--method) COMPREPLY=($(compgen -W "learned nyul histmatch zscore whitestripe" -- "$cur")); return 0 ;;
                 --contrast) COMPREPLY=($(compgen -W "t1 t2 flair pd" -- "$cur")); return 0 ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
                 --array-index|--chunk|--series|--threads) return 0 ;;

@@ -108,7 +108,7 @@ complete -c medcli -n '__fish_seen_subcommand_from denoise' -l device -x -a 'aut
 complete -c medcli -n '__fish_seen_subcommand_from denoise' -l help -d 'Show this message and exit'
 complete -c medcli -n '__fish_seen_subcommand_from denoise' -F
 complete -c medcli -n '__fish_seen_subcommand_from harmonize; and not __fish_seen_subcommand_from fit' -a fit -d 'Learn a Nyul standard histogram from a set of scans (write it as JSON)'
-complete -c medcli -n '__fish_seen_subcommand_from harmonize; and not __fish_seen_subcommand_from fit' -s m -l method -x -a 'nyul histmatch zscore whitestripe learned' -d 'Harmonisation method (default nyul with the shipped standard...'
+complete -c medcli -n '__fish_seen_subcommand_from harmonize; and not __fish_seen_subcommand_from fit' -s m -l method -x -a 'learned nyul histmatch zscore whitestripe' -d 'Harmonisation method (default learned: the smallest differences...'
 complete -c medcli -n '__fish_seen_subcommand_from harmonize; and not __fish_seen_subcommand_from fit' -l mask -r -F -d 'Foreground/brain mask on the input grid; a template ({stem}...)...'
 complete -c medcli -n '__fish_seen_subcommand_from harmonize; and not __fish_seen_subcommand_from fit' -l standard -r -F -d 'Nyul standard JSON from '\''harmonize fit'\'' [default: shipped T1 standard]'
 complete -c medcli -n '__fish_seen_subcommand_from harmonize; and not __fish_seen_subcommand_from fit' -l reference -r -F -d 'Image whose histogram histmatch matches (e.g. sample:t1)'

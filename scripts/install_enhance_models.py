@@ -1,12 +1,11 @@
-"""Install trained harmonize/superres models into the package (weights + registry entry).
+"""Install trained enhancement models into the package (weights + registry entry).
 
-After ``medcli train recipes/synthsr.toml`` / ``recipes/superres.toml``, copy
+After ``medcli train recipes/superres.toml`` (or biasfield, denoise), copy
 the run's ``model.safetensors`` to ``medcli/models/weights/NAME.safetensors``
 and write (or refresh) the ``[models.NAME]`` table of
 ``medcli/models/registry.toml`` from the run's ``spec.json``, with the new
 sha256 and size. Run from the repository root:
 
-    python scripts/install_enhance_models.py synthsr runs/synthsr
     python scripts/install_enhance_models.py superres runs/superres
 """
 

@@ -21,7 +21,7 @@ import typer
 from medcli.cli.command import CommandSpec, Job, command
 from medcli.image import Image
 
-METHODS = ("nyul", "histmatch", "zscore", "whitestripe", "learned")
+METHODS = ("learned", "nyul", "histmatch", "zscore", "whitestripe")
 CONTRASTS = ("t1", "t2", "flair", "pd")
 
 
@@ -120,9 +120,10 @@ def fit_cli(
     description="zscore: foreground mean 0, std 1. whitestripe: the normal-appearing white-matter stripe gets mean 0, "
     "std 1 (T1: brightest histogram peak). nyul: piecewise-linear map of the foreground percentiles onto a standard "
     "(--standard, default: the T1 standard shipped with medcli; fit your own with 'medcli harmonize fit IN... -o "
-    "standard.json'). histmatch: match the histogram of --reference. learned (experimental): a small U-Net trained by "
-    "synthesis maps a scan to an MNI-T1-like image (scale: brain 99th percentile = 1); T1-like inputs only for now "
-    "(see its model card). Statistics come from --mask, else from an automatic "
+    "standard.json'). histmatch: match the histogram of --reference. learned: the contrast-agnostic tissue network "
+    "(medcli segment --task tissue) gives CSF/GM/WM probabilities for any contrast, rendered as the MNI T1 shows "
+    "those tissues (scale: brain 99th percentile = 1, 0 outside the brain; --mask is then the brain); the output "
+    "shows tissue composition, not the input's texture or lesions: use nyul or histmatch to keep them. Statistics come from --mask, else from an automatic "
     "foreground. Run after biascorrect: medcli biascorrect in.nii.gz -o - | medcli harmonize - -o out.nii.gz. "
     "4D images are normalised volume by volume.",
     examples=[
@@ -145,10 +146,10 @@ def cli(
         str,
         typer.Option(
             "-m", "--method", metavar="|".join(METHODS),
-            help="Harmonisation method (default nyul with the shipped standard: measured better than zscore and "
-            "whitestripe, and needs no reference, tests/benchmarks/results/harmonize.md).",
+            help="Harmonisation method (default learned: the smallest differences between scanners after "
+            "biascorrect, tests/benchmarks/results/harmonize.md; nyul and histmatch keep the image's texture).",
         ),
-    ] = "nyul",
+    ] = "learned",
     mask: Annotated[
         Optional[str],
         typer.Option("--mask", metavar="FILE", help="Foreground/brain mask on the input grid; a template ({stem}...) for batches."),

@@ -16,8 +16,12 @@ the least to the most assumption-laden:
   non-linear responses.
 * ``histmatch`` -- match the foreground histogram to one reference image
   (a Nyul map with 1001 landmarks taken from a single scan).
-* ``learned`` -- a U-Net trained by synthesis (SynthSR-like, Iglesias et al.
-  2023) that maps any contrast/scanner to the appearance of the MNI T1.
+* ``learned`` -- the contrast-agnostic tissue network (trained by synthesis,
+  SynthSeg-style) gives CSF/GM/WM posteriors for any contrast and scanner; the
+  image is re-rendered as the MNI T1 would show those tissues (posterior-weighted
+  MNI T1 tissue means): tissue composition, without within-tissue texture.
+  A T1-like brain whatever the input contrast, in the spirit of
+  SynthSR (Iglesias et al. 2023), without its per-voxel regression.
 
 Every function takes and returns an :class:`~medcli.image.Image` (float32);
 4D inputs are harmonised volume by volume.
@@ -32,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -333,105 +338,54 @@ def histmatch(
     return _per_volume(image, fn)
 
 
-# -- learned (SynthSR-like) ----------------------------------------------------------------------
+# -- learned (tissue posteriors rendered as the MNI T1) ---------------------------------------------
 
-LEARNED_MODEL = "synthsr"
-
-
-_NETS: dict[str, tuple[dict[str, Any], Any]] = {}
+LEARNED_MODEL = "tissue"
 
 
-def load_model(model: str = LEARNED_MODEL, device=None):
-    """The (spec, network) of a learned harmonisation model, built once per process."""
-    if model not in _NETS:
-        from medcli.engine.architectures import build
-        from medcli.models import hub
+@lru_cache(maxsize=1)
+def t1_tissue_means() -> np.ndarray:
+    """Median CSF, GM and WM intensities of the bundled MNI152 T1, divided by its brain 99th percentile."""
+    from medcli import io
 
-        spec, state = hub.load(model)
-        net = build(spec)
-        net.load_state_dict(state)
-        _NETS[model] = (spec, net.eval())
-    return _NETS[model]
+    t1 = np.asarray(io.read("sample:t1").data, np.float32)
+    gm = np.asarray(io.read("sample:gm").data, np.float32) / 255.0
+    wm = np.asarray(io.read("sample:wm").data, np.float32) / 255.0
+    brain = t1 > 0
+    pure = (brain & (gm < 0.1) & (wm < 0.1), gm > 0.7, wm > 0.9)
+    return np.array([np.median(t1[m]) for m in pure]) / float(np.percentile(t1[brain], 99))
 
 
 def learned(image: Image, mask: np.ndarray | None = None, model: str = LEARNED_MODEL, device=None) -> Image:
-    """Map any contrast/scanner to the MNI T1 appearance with a synthesis-trained U-Net.
+    """Render any contrast/scanner as an MNI-T1-like brain from learned tissue posteriors.
 
-    The input is normalised as in training (:func:`normalise_input`: foreground
-    1st-99th percentile -> 0-1), run through the inference engine in
-    overlapping windows, and the output (MNI T1 scale: brain 99th percentile =
-    1, WM near 0.9) is set to 0 outside the foreground (``mask`` or the
-    automatic one).
+    ``medcli segment --task tissue --method learned`` gives CSF/GM/WM
+    probabilities (the network names tissues whatever the contrast; a
+    per-image mixture places the boundaries); the output is their
+    probability-weighted MNI T1 tissue means (:func:`t1_tissue_means`: brain
+    99th percentile = 1, WM ~0.96), 0 outside the brain. The brain is
+    ``mask`` when given, else found as the tissue segmentation finds it
+    (non-zero region of a stripped image, or brain extraction).
+    Within-tissue texture is not kept (carrying it over with the input's
+    own spread moved the tissue means by up to 0.1): the output shows tissue
+    composition, the same for every scanner and contrast.
 
     Example:
         >>> from medcli import io
-        >>> t1like = learned(io.read("t2.nii.gz"))  # doctest: +SKIP
+        >>> t1like = learned(io.read("t2_brain.nii.gz"))  # doctest: +SKIP
     """
-    from medcli.engine.inference import predict
+    from medcli.segment.tissue import segment_tissue
 
-    spec, net = load_model(model, device)
+    means = t1_tissue_means().astype(np.float32)
 
     def fn(v: np.ndarray) -> np.ndarray:
-        fg = foreground(v, mask)
-        x = normalise_input(v, fg)
-        y = np.asarray(predict(net, spec, Image(x, image.affine), device=device).data, np.float32)[..., 0]
-        return np.where(fg, y, 0.0)
+        vol = Image(v.astype(np.float32), image.affine, dict(image.meta))
+        brain = None if mask is None else Image((np.asarray(mask) > 0).astype(np.uint8), image.affine)
+        labels, probs = segment_tissue(vol, "learned", model=model, mask=brain, postprocess=False, device=device)
+        inside = np.asarray(labels.data) > 0
+        return np.where(inside, np.asarray(probs.data, np.float32) @ means, 0.0).astype(np.float32)
 
     return _per_volume(image, fn)
-
-
-def normalise_input(x: np.ndarray, fg: np.ndarray) -> np.ndarray:
-    """The network's input scale: foreground 1st-99th percentile -> 0-1, clipped to [-0.5, 1.5]."""
-    lo, hi = np.percentile(x[fg], [1, 99]) if fg.any() else (0.0, 1.0)
-    return np.clip((x - lo) / max(float(hi - lo), 1e-6), -0.5, 1.5).astype(np.float32)
-
-
-def synth_pair(rng: np.random.Generator, patch: int = 48, deform: float = 4.0, skull_stripped: float = 0.5):
-    """One training pair for the ``learned`` method (``medcli train`` generator protocol).
-
-    A random synthetic contrast rendered from the MNI GM/WM/CSF probability
-    maps (random tissue means and texture), seen through a random scanner
-    (non-linear response, gain, offset, blur), a smooth bias field and Rician
-    noise, all under a random smooth deformation; the target is the real MNI
-    T1 under the same deformation, divided by its brain 99th percentile, 0
-    outside the brain. SynthSR's recipe (Iglesias et al. 2023) on one subject.
-
-    Returns:
-        ``(input, target)``, float32 arrays of shape ``(1, patch, patch, patch)``.
-    """
-    from medcli.enhance import degrade
-    from medcli.train.synth import mni_volumes
-
-    vols = mni_volumes(8)
-    m = int(np.ceil(deform)) + 2
-    size = patch + 2 * m
-    for _ in range(50):
-        st = [int(rng.integers(0, max(1, s - size + 1))) for s in vols[0].shape]
-        sl = tuple(slice(a, a + size) for a in st)
-        crop = [v[sl] for v in vols]
-        crop = [np.pad(c, [(0, max(0, size - s)) for s in c.shape]) for c in crop]
-        inner = (slice(m, m + patch),) * 3
-        if crop[4][inner].mean() < 0.25:
-            continue
-        if deform > 0:
-            crop = degrade.random_deformation(crop, rng, amplitude=deform, control=3)
-        tgt, g_, w_, c_, b_ = crop
-        fg = b_ > 0.5
-        x = degrade.random_contrast([g_, w_, c_], rng, noise_texture=0.03)
-        # Outside the brain: dark, or a random "skull/scalp" level when not stripped.
-        if rng.random() >= skull_stripped:
-            x = np.where(fg, x, float(rng.uniform(0, 0.6)) * (1 + 0.2 * rng.standard_normal(x.shape)).clip(0))
-            scanner_mask = np.ones_like(fg)
-        else:
-            x = np.where(fg, x, 0)
-            scanner_mask = fg
-        x = degrade.scanner_response(x, rng, severity=1.0, mask=scanner_mask)
-        x = x * degrade.bias_field(x.shape, float(rng.uniform(0, 0.4)), rng, control=3)
-        x = degrade.add_rician(x, float(rng.uniform(0, 4)), rng=rng)
-        x = normalise_input(x, fg)
-        y = np.where(fg, tgt, 0)
-        return x[inner][None].astype(np.float32), np.ascontiguousarray(y[inner])[None].astype(np.float32)
-    raise RuntimeError("no brain patch found in 50 draws")
 
 
 # -- dispatch ------------------------------------------------------------------------------------
@@ -488,5 +442,4 @@ __all__ = [
     "learned",
     "piecewise_linear",
     "foreground",
-    "synth_pair",
 ]

@@ -76,7 +76,9 @@ def distance(a: np.ndarray, b: np.ndarray, labels) -> float:
 
 def _learned_available() -> bool:
     try:
-        H.load_model()
+        from medcli.segment.tissue import load_model
+
+        load_model(H.LEARNED_MODEL)
         return True
     except Exception as e:  # noqa: BLE001 - report, do not fail the benchmark
         print(f"harmonize: learned model unavailable ({e})", file=sys.stderr)
@@ -113,9 +115,8 @@ def _rows(pipeline, scans, pairs, img, brain, labels) -> list[dict]:
     methods[("nyul (fit on 3 scans)", "medcli")] = lambda x: H.nyul(x, standard, brain).data
     methods[("nyul (shipped standard)", "medcli")] = lambda x: H.nyul(x, None, brain).data
     methods[("histmatch to MNI T1", "medcli")] = lambda x: H.histmatch(x, img, brain, brain).data
-    # The learned model is slow on a CPU (1 mm sliding windows): run it in the target pipeline only.
-    if pipeline.startswith("biascorrect") and _learned_available():
-        methods[("learned (synthsr)", "medcli")] = lambda x: H.learned(x, brain).data
+    if _learned_available():
+        methods[("learned (tissue posteriors)", "medcli")] = lambda x: H.learned(x, brain).data
     try:
         import intensity_normalization as inorm
         from intensity_normalization.normalizers.individual.whitestripe import WhiteStripeNormalizer

@@ -59,12 +59,11 @@ def main(argv=None) -> int:
 
 
 def _dice(post: np.ndarray, brain: np.ndarray, ref: np.ndarray, raw: bool = False):
+    from medcli.train.validate import dice
+
     lab = np.zeros(brain.shape, np.uint8)
     lab[brain] = np.argmax(post[:, brain], axis=0) + 1
-    d = []
-    for k in (2, 3):
-        x, y = lab == k, ref == k
-        d.append(2.0 * float((x & y).sum()) / max(float(x.sum() + y.sum()), 1.0))
+    d = dice(lab, ref, (2, 3))
     return d if raw else f"{d[0]:.3f}/{d[1]:.3f}"
 
 

@@ -346,14 +346,11 @@ LEARNED_MODEL = "tissue"
 @lru_cache(maxsize=1)
 def t1_tissue_means() -> np.ndarray:
     """Median CSF, GM and WM intensities of the bundled MNI152 T1, divided by its brain 99th percentile."""
-    from medcli import io
+    from medcli.train.synth import mni_volumes
 
-    t1 = np.asarray(io.read("sample:t1").data, np.float32)
-    gm = np.asarray(io.read("sample:gm").data, np.float32) / 255.0
-    wm = np.asarray(io.read("sample:wm").data, np.float32) / 255.0
-    brain = t1 > 0
-    pure = (brain & (gm < 0.1) & (wm < 0.1), gm > 0.7, wm > 0.9)
-    return np.array([np.median(t1[m]) for m in pure]) / float(np.percentile(t1[brain], 99))
+    t1, gm, wm, _, brain = mni_volumes()  # T1 already on the brain-p99 = 1 scale
+    pure = ((brain > 0) & (gm < 0.1) & (wm < 0.1), gm > 0.7, wm > 0.9)
+    return np.array([np.median(t1[m]) for m in pure])
 
 
 def learned(image: Image, mask: np.ndarray | None = None, model: str = LEARNED_MODEL, device=None) -> Image:

@@ -103,15 +103,23 @@ def denoise_pair(
     return x, y
 
 
-class Denoiser:
-    """The learned denoiser at run time: ``Denoiser.load()(volume, sigma) -> volume``."""
+class _RunTimeModel:
+    """A hub model built once and called on volumes; subclasses name their default model."""
+
+    default_model = ""
 
     def __init__(self, net, spec: dict[str, Any]):
         self.net, self.spec = net, spec
 
     @classmethod
-    def load(cls, name: str = "denoise") -> "Denoiser":
-        return cls(*_load_net(name))
+    def load(cls, name: str | None = None):
+        return cls(*_load_net(name or cls.default_model))
+
+
+class Denoiser(_RunTimeModel):
+    """The learned denoiser at run time: ``Denoiser.load()(volume, sigma) -> volume``."""
+
+    default_model = "denoise"
 
     def __call__(self, volume: np.ndarray, sigma: float, noise: str = "rician", tile: int = 96) -> np.ndarray:
         from scipy import ndimage
@@ -232,15 +240,10 @@ def bias_pair(
     return canvas_x, canvas_y
 
 
-class BiasModel:
+class BiasModel(_RunTimeModel):
     """The learned bias model at run time: ``BiasModel.load()(volume, spacing) -> field``."""
 
-    def __init__(self, net, spec: dict[str, Any]):
-        self.net, self.spec = net, spec
-
-    @classmethod
-    def load(cls, name: str = "biasfield") -> "BiasModel":
-        return cls(*_load_net(name))
+    default_model = "biasfield"
 
     def __call__(self, volume: np.ndarray, spacing: Sequence[float], mask: np.ndarray | None = None) -> np.ndarray:
         from medcli.enhance.masks import foreground_mask

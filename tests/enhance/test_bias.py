@@ -11,12 +11,6 @@ from medcli.image import Image
 
 
 @pytest.fixture(scope="module")
-def t1_2mm(t1):
-    img = t1.resample(2.0)
-    return img.with_data(np.clip(img.data, 0, None).astype(np.float32))
-
-
-@pytest.fixture(scope="module")
 def biased(t1_2mm):
     field = d.bias_field(t1_2mm.shape, strength=1.2, rng=7, spacing=t1_2mm.spacing)
     return t1_2mm.with_data(t1_2mm.data * field), field

@@ -11,13 +11,6 @@ from medcli.image import Image
 
 
 @pytest.fixture(scope="module")
-def t1_2mm(t1):
-    """The bundled T1 at 2 mm: every structure of the real image, 8x fewer voxels."""
-    img = t1.resample(2.0)
-    return img.with_data(np.clip(img.data, 0, None).astype(np.float32))
-
-
-@pytest.fixture(scope="module")
 def gm_wm_2mm(t1_2mm):
     from medcli import io
 

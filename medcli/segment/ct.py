@@ -125,6 +125,7 @@ def segment_lungs(image: Image, postprocess: bool = True) -> Image:
 
         air = ndimage.binary_opening(air, _mm_disk(image.spacing, axis, 1.0))
         lab, sizes = _components(air)
+        boxes = ndimage.find_objects(lab)
         sizes[0] = 0
         if sizes.max() > 0:
             area = float(np.prod([s for a, s in enumerate(image.spacing) if a != axis]))
@@ -132,8 +133,12 @@ def segment_lungs(image: Image, postprocess: bool = True) -> Image:
             min_size = max(0.10 * sizes.max(), floor)
             keep = sizes >= min_size
             keep[0] = False
+            # Each test works in the component's box grown by the band (5 mm in-plane): the
+            # dilations then cost the size of the component, not of the whole volume.
+            grow = [0 if a == axis else int(np.ceil(5.0 / image.spacing[a])) + 1 for a in range(3)]
             for c in np.flatnonzero(keep):
-                keep[c] = not _walled_by_bone(lab == c, hu, image.spacing, axis)
+                box = tuple(slice(max(sl.start - g, 0), sl.stop + g) for sl, g in zip(boxes[c - 1], grow))
+                keep[c] = not _walled_by_bone(lab[box] == c, hu[box], image.spacing, axis)
             air = keep[lab]
         air = fill_holes(air, axis=axis)  # vessels inside the lung are lung
     # world x of every voxel, and the body's mid-sagittal x

@@ -1,0 +1,1 @@
+"""Image registration: rigid, affine and diffeomorphic (SyN-style), the pure functions behind ``medcli register``."""

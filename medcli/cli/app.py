@@ -127,6 +127,18 @@ def main(argv: list[str] | None = None) -> None:
 
     install_signal_handlers()
     state.argv = list(sys.argv[1:] if argv is None else argv)
+    # `medcli CMD --help`: print the help rendered by an earlier call when nothing it came from changed.
+    from medcli.cli import helpcache
+
+    help_words = helpcache.request(state.argv) if state.argv and state.argv[0] in COMMANDS else None
+    recorder = None
+    if help_words:
+        text = helpcache.lookup(help_words)
+        if text is not None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            sys.exit(0)
+        recorder = sys.stdout = helpcache.Recorder(sys.stdout)
     code = 0
     try:
         rv = group().main(args=argv, prog_name="medcli", standalone_mode=False)
@@ -168,6 +180,13 @@ def main(argv: list[str] | None = None) -> None:
         _err(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)")
         code = EXIT_INTERNAL
     finally:
+        if recorder is not None:
+            sys.stdout = recorder.real
+            if code == 0:
+                try:
+                    helpcache.store(help_words, recorder.getvalue())  # type: ignore[arg-type]
+                except Exception:  # noqa: BLE001 - a cache must never break the help it caches
+                    pass
         try:
             sys.stdout.flush()
         except (BrokenPipeError, ValueError):

@@ -1,5 +1,6 @@
 """The CLI as a user meets it: help, version, exit codes, one-line errors."""
 
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,9 @@ REGISTERED = [name for name, (module, _) in COMMANDS.items() if _available(modul
 
 
 def _imported(*args: str) -> set[str]:
-    probe = subprocess.run([sys.executable, "-X", "importtime", "-m", "medcli", *args], capture_output=True, text=True)
+    # The help cache off: the point is what rendering the help imports, not what printing a record does.
+    env = {**os.environ, "MEDCLI_HELP_CACHE": "0"}
+    probe = subprocess.run([sys.executable, "-X", "importtime", "-m", "medcli", *args], capture_output=True, text=True, env=env)
     assert probe.returncode == 0, probe.stderr[-2000:]
     return {ln.rstrip().split("|")[-1].strip() for ln in probe.stderr.splitlines() if ln.startswith("import time:")}
 

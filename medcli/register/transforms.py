@@ -166,13 +166,27 @@ def _grid_points(image: Image) -> np.ndarray:
 
 def _sample_vectors(field: Image, points: np.ndarray) -> np.ndarray:
     """Trilinear sample of a vector image ``(X, Y, Z, C)`` at world points; zero outside."""
-    from scipy import ndimage
-
     vox = field.world_to_voxel(points).T
     data = field.data
-    return np.stack(
-        [ndimage.map_coordinates(data[..., c], vox, order=1, mode="constant", cval=0.0) for c in range(data.shape[-1])], -1
-    ).astype(np.float64)
+    return np.stack([sample_like_itk(data[..., c], vox, 1, 0.0) for c in range(data.shape[-1])], -1).astype(np.float64)
+
+
+def sample_like_itk(volume: np.ndarray, vox: np.ndarray, order: int, fill: float) -> np.ndarray:
+    """Interpolate ``volume`` at voxel coordinates ``vox`` (3, N) with ITK's boundary rule.
+
+    ITK (and so ANTs, SimpleITK, Slicer) counts a point as inside the image up
+    to half a voxel beyond the outer voxel centres and clamps the interpolation
+    to the edge there; farther out it uses ``fill`` (zero displacement for a
+    field). Matching this rule is what makes medcli's warped images equal to
+    ``antsApplyTransforms``' at the field-of-view border.
+    """
+    from scipy import ndimage
+
+    n = np.asarray(volume.shape[:3], dtype=np.float64)[:, None]
+    inside = ((vox >= -0.5) & (vox < n - 0.5)).all(axis=0)
+    out = ndimage.map_coordinates(volume, vox, order=order, mode="nearest", prefilter=order > 1)
+    out[~inside] = fill
+    return out
 
 
 def warp_image(
@@ -197,8 +211,6 @@ def warp_image(
     Returns:
         The resampled image on the reference grid, float32 (``nearest`` keeps the dtype).
     """
-    from scipy import ndimage
-
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
     shape = reference.shape[:3]
@@ -211,7 +223,7 @@ def warp_image(
     out = np.empty((int(np.prod(shape)), vols.shape[-1]), out_dtype)
     for t in range(vols.shape[-1]):
         v = vols[..., t] if order == 0 else vols[..., t].astype(np.float32, copy=False)
-        out[:, t] = ndimage.map_coordinates(v, vox, order=order, mode="constant", cval=fill, prefilter=order > 1)
+        out[:, t] = sample_like_itk(v, vox, order, fill)
     out = out.reshape(tuple(shape) + ((vols.shape[-1],) if data.ndim > 3 else ()))
     if data.ndim > 3:
         out = out.reshape(tuple(shape) + data.shape[3:])

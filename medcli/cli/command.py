@@ -114,6 +114,9 @@ class CommandSpec:
     allow_nonfinite: bool = False
     output_required: bool = True
     output_kind: str = "image"
+    #: Reads one input instead of medcli.io.read (raw data: k-space, sinograms); its
+    #: result goes to the step as is, without the image checks (finite, 3D).
+    reader: Callable[[str], Any] | None = None
 
     def click_command(self):
         """The click command typer builds from the declaration.
@@ -527,10 +530,13 @@ def run_batch(spec: CommandSpec, common: dict[str, Any], params: dict[str, Any])
         for job in todo:
             t0 = time.perf_counter()
             try:
-                image = io.read(job.source, series=common.get("series"))
-                image = io.check_finite(image, job.source, allow=spec.allow_nonfinite)
-                if spec.needs_3d:
-                    io.check_3d(image, job.source)
+                if spec.reader is not None:
+                    image = spec.reader(job.source)
+                else:
+                    image = io.read(job.source, series=common.get("series"))
+                    image = io.check_finite(image, job.source, allow=spec.allow_nonfinite)
+                    if spec.needs_3d:
+                        io.check_3d(image, job.source)
                 result = step(image, job)
                 if result is not None and job.output:
                     io.write(result, job.output, force=job.force, description=describe())

@@ -32,8 +32,12 @@ def image_info(source: str, series: str | None = None, stats: bool = True) -> di
         "affine": [[round(float(v), 6) for v in row] for row in img.affine],
         "description": img.meta.get("description", ""),
     }
+    if img.meta.get("values"):
+        info["values"] = img.meta["values"]
     if "dicom" in img.meta:
         info["dicom"] = img.meta["dicom"]
+    if img.meta.get("color"):
+        info["color"] = img.meta["color"]
     if stats:
         import numpy as np
 
@@ -45,7 +49,22 @@ def image_info(source: str, series: str | None = None, stats: bool = True) -> di
         info["mean"] = float(vals.mean()) if vals.size else None
         if finite is not None:
             info["nonfinite_voxels"] = int((~finite).sum())
+        info["contrast"] = _recognise(img)
     return info
+
+
+def _recognise(img) -> dict | None:
+    """Modality, contrast and region by the bundled contrast model (None, with a warning, if it cannot tell)."""
+    from medcli.cli.runtime import log
+
+    try:
+        from medcli.segment.contrast import recognise
+
+        r = recognise(img)
+    except Exception as e:  # noqa: BLE001 - the header facts stand without it
+        log.warning(f"{img.meta.get('source', 'image')}: contrast not recognised ({e})")
+        return None
+    return {k: r[k] for k in ("modality", "contrast", "label", "confidence", "region", "region_confidence", "skull", "probabilities")}
 
 
 def _dicom_series_list(source: str) -> dict | None:
@@ -73,6 +92,16 @@ def format_series(info: dict) -> str:
     return "\n".join(lines)
 
 
+def format_objects(info: dict) -> str:
+    """DICOM objects without an image (SR, RT plan, waveform...): what they are."""
+    lines = [f"{info['file']}: DICOM, no image: {len(info['objects'])} object(s)"]
+    for o in info["objects"]:
+        what = f"{o['sop_class']}" + (f", modality {o['modality']}" if o["modality"] else "")
+        desc = f" '{o['description']}'" if o["description"] else ""
+        lines.append(f"  {what}{desc}  ({o['sop_class_uid'] or 'no SOP class'})  {o['file']}")
+    return "\n".join(lines)
+
+
 def format_text(info: dict) -> str:
     from medcli.io import human_bytes
 
@@ -82,13 +111,20 @@ def format_text(info: dict) -> str:
     lines.append(f"  voxel size   {' x '.join(f'{v:g}' for v in info['voxel_size_mm'])} mm")
     lines.append(f"  orientation  {info['orientation']}")
     lines.append(f"  dtype        {info['dtype']}")
+    if info.get("values"):
+        lines.append(f"  values       {info['values']}")
     lines.append(f"  memory       {human_bytes(info['memory_bytes'])}")
     if "min" in info:
         lines.append(f"  range        {info['min']:g} .. {info['max']:g} (mean {info['mean']:.4g})")
     if info.get("nonfinite_voxels"):
         lines.append(f"  NaN/Inf      {info['nonfinite_voxels']} voxels")
+    if info.get("contrast"):
+        c = info["contrast"]
+        lines.append(f"  contrast     {c['label']} ({c['confidence']:.2f}), {c['region']} ({c['region_confidence']:.2f}) [likely]")
     if info.get("description"):
         lines.append(f"  description  {info['description']}")
+    if info.get("color"):
+        lines.append(f"  colour       {info['color']} (components on the last axis)")
     for i, row in enumerate(info["affine"]):
         lines.append(("  affine       " if i == 0 else "               ") + " ".join(f"{v:11.5f}" for v in row))
     dicom = info.get("dicom")
@@ -102,7 +138,9 @@ def format_text(info: dict) -> str:
     "info",
     summary="Show the header, geometry and value range of images.",
     description="Prints, for each image: format, shape, voxel size, orientation code, dtype, memory size, "
-    "value range, affine (voxel to RAS+ mm) and, for DICOM, a series summary.",
+    "value range, affine (voxel to RAS+ mm), for DICOM a series summary, and (unless --header-only) the likely "
+    "modality and contrast (CT; MR T1-, T2-, PD-, FLAIR-like) and region (head with or without skull, other body part) "
+    "with their probabilities, by the bundled 'contrast' model (a small CNN trained on synthetic renderings).",
     examples=[
         ("Inspect the bundled T1", "medcli info sample:t1"),
         ("Machine-readable output", "medcli info scan.nii.gz --json | jq .voxel_size_mm"),
@@ -118,6 +156,7 @@ def cli(
 ) -> int:
     from medcli.cli.runtime import log
     from medcli.errors import EXIT_PARTIAL, MedcliError
+    from medcli.io.dicom import NotAnImage
 
     infos, failed = [], 0
     for f in files:
@@ -127,6 +166,8 @@ def cli(
                 infos.append(several)
                 continue
             infos.append(image_info(f, series=series, stats=not header_only))
+        except NotAnImage as e:  # an SR, RT plan, waveform...: say what it is
+            infos.append({"file": f, "format": "DICOM", "image": False, "objects": e.objects})
         except MedcliError as e:
             if len(files) == 1:
                 raise
@@ -136,5 +177,10 @@ def cli(
         doc = infos[0] if len(files) == 1 else infos
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        sys.stdout.write("\n".join(format_series(i) if "series" in i else format_text(i) for i in infos) + "\n")
+        sys.stdout.write(
+            "\n".join(
+                format_series(i) if "series" in i else format_objects(i) if "objects" in i else format_text(i) for i in infos
+            )
+            + "\n"
+        )
     return EXIT_PARTIAL if failed else 0

@@ -138,7 +138,15 @@ def read(source: str | Path, *, series: str | None = None) -> Image:
     if st.st_size == 0:
         raise InputError("empty file (0 bytes)", path)
     ext = suffixes(path).lower()
-    if ext in (".nii", ".nii.gz", ".mgh", ".mgz"):
+    from medcli.io.neuro import neuro_format
+
+    # DICOM by content first: scanners name files anything, .img included
+    other = None if _is_dicom(path) else neuro_format(path)  # also refuses CIFTI, GIFTI, streamlines by name
+    if other:
+        from medcli.io.neuro import read_neuro
+
+        img = read_neuro(path, *other)
+    elif ext in (".nii", ".nii.gz", ".mgh", ".mgz"):
         from medcli.io.nifti import read_nibabel
 
         img = read_nibabel(path)
@@ -151,7 +159,11 @@ def read(source: str | Path, *, series: str | None = None) -> Image:
 
         img = read_dicom(path, series=series)
     else:
-        raise InputError(f"unknown image format {ext!r} (expected .nii, .nii.gz, .mgz, .nrrd, .mha, .mhd or DICOM)", path)
+        raise InputError(
+            f"unknown image format {ext!r} (expected NIfTI, MGH, NRRD, MetaImage, DICOM, PAR/REC, MINC, "
+            ".hdr/.img, AFNI .HEAD/.BRIK or ECAT .v)",
+            path,
+        )
     check_geometry(img, path)
     img.meta.setdefault("source", str(path))
     return img
@@ -216,6 +228,14 @@ def check_3d(img: Image, path: str | Path | None = None, allow_4d: bool = True) 
     where = path or img.meta.get("source", "input")
     shape = img.shape
     if len(shape) < 3 or sum(s > 1 for s in shape[:3]) < 3:
+        dicom = img.meta.get("dicom") or {}
+        if dicom.get("geometry"):  # a radiograph, screenshot or ultrasound frame: say so
+            what = "colour " if img.meta.get("color") else ""
+            kind = dicom.get("sop_class") or dicom.get("modality") or "DICOM"
+            raise InputError(
+                f"this command needs a 3D image; this is a 2D {what}image ({kind}, shape {shape}) without patient position",
+                where,
+            )
         raise InputError(f"this command needs a 3D image, got shape {shape}", where)
     if len(shape) == 4 and not allow_4d and shape[3] > 1:
         raise InputError(f"this command needs a 3D image, got 4D shape {shape}", where)

@@ -129,12 +129,10 @@ def itk_geometry_to_affine(direction, spacing, origin, dim: int) -> np.ndarray:
 
 
 def write_itk(image: Image, path: Path) -> None:
+    from medcli.io.values import storable
+
     sitk = _sitk()
-    data = image.data
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
-    if data.dtype == np.float16:
-        data = data.astype(np.float32)
+    data = storable(image.data, "itk", path=path).data  # exact: no NRRD/MetaImage type loses a value
     if data.ndim == 2:
         data = data[:, :, None]
     sp = np.asarray(image.spacing)

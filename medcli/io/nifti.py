@@ -11,22 +11,36 @@ import numpy as np
 
 from medcli.errors import InputError
 from medcli.image import Image
+from medcli.io.values import apply_scaling
 
 #: NIfTI intent code for label maps.
 NIFTI_INTENT_LABEL = 1002
 
 
-def read_nibabel(path: Path) -> Image:
+def read_nibabel(path: Path, load=None, kind: str | None = None) -> Image:
+    """Read a file nibabel opens (NIfTI, MGH, and through ``load`` the formats of :mod:`medcli.io.neuro`).
+
+    Args:
+        path: The file.
+        load: ``load(path) -> nibabel image``; ``nibabel.load`` by default.
+        kind: Format name for messages (from the extension by default).
+    """
     import nibabel as nib
 
+    kind = kind or _kind(path)
     try:
         with _header_problems() as problems:
-            nimg = nib.load(str(path))
+            nimg = (load or (lambda p: nib.load(str(p))))(path)
             shape = tuple(int(s) for s in nimg.shape)
+    except InputError:
+        raise
     except (gzip.BadGzipFile, zlib.error, EOFError) as e:
         raise InputError(f"corrupt or truncated gzip data ({e})", path) from e
     except Exception as e:  # nibabel raises many types for a bad header
-        raise InputError(f"not a valid {_kind(path)} file ({_short(e)})", path) from e
+        raise InputError(f"not a valid {kind} file ({_short(e)})", path) from e
+    from medcli.io.neuro import refuse_non_volume
+
+    refuse_non_volume(nimg, path)
     _judge_header_problems(problems, nimg.header, path)
     return from_nibabel(nimg, path, shape)
 
@@ -40,6 +54,7 @@ def _header_problems():
     decides itself whether that is an error or a warning.
     """
     import logging
+    import warnings
 
     from nibabel import imageglobals
 
@@ -50,18 +65,23 @@ def _header_problems():
             found.append(record.getMessage())
 
     keep = _Keep()
-    with imageglobals.LoggingOutputSuppressor():
+    with imageglobals.LoggingOutputSuppressor(), warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
         imageglobals.logger.addHandler(keep)
         try:
             yield found
         finally:
             imageglobals.logger.removeHandler(keep)
+            found.extend(" ".join(str(w.message).split()) for w in said)
 
 
 def _judge_header_problems(problems: list[str], hdr, path) -> None:
     from medcli.cli.runtime import log
 
-    sform_used = "sform_code" in hdr and int(hdr["sform_code"]) > 0
+    try:
+        sform_used = int(hdr["sform_code"]) > 0
+    except Exception:  # not a NIfTI header
+        sform_used = False
     for msg in problems:
         if "pixdim[1,2,3]" in msg and not sform_used:
             kind = "zero" if "non-zero" in msg else "negative"
@@ -101,19 +121,21 @@ def from_nibabel(nimg, path: str | Path, shape: tuple[int, ...] | None = None) -
                 meta["tr"] = float(hdr.get_zooms()[3]) * scale
         except Exception:
             pass
-    elif "tr" in hdr and float(hdr["tr"]) > 0 and len(shape) == 4:
+    elif type(nimg).__name__ == "MGHImage" and float(hdr["tr"]) > 0 and len(shape) == 4:
         meta["tr"] = float(hdr["tr"]) / 1000.0  # MGH keeps TR in milliseconds
-    # Native byte order: MGH is big-endian on disk, and torch refuses swapped arrays.
-    dtype = np.dtype(nimg.get_data_dtype()).newbyteorder("=")
-    slope, inter = (None, None)
-    if hasattr(hdr, "get_slope_inter"):
-        slope, inter = hdr.get_slope_inter()
-    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
-    out_dtype = np.float64 if scaled and np.dtype(dtype).itemsize > 4 else (np.float32 if scaled else dtype)
+    perm = _axis_order(nimg, shape, path)
+    if perm is not None:
+        shape = tuple(shape[i] for i in perm)
+    dtype, values, scaling = _values(nimg, path)
+    if scaling:
+        meta["scaling"] = scaling
+        meta["values"] = f"{scaling['dtype']} on disk * {scaling['slope']:g} + {scaling['inter']:g} (scl_slope/scl_inter applied)"
 
     def load() -> np.ndarray:
         try:
-            arr = np.asanyarray(nimg.dataobj)
+            arr = values()
+        except InputError:
+            raise
         except (gzip.BadGzipFile, zlib.error, EOFError) as e:
             raise InputError(f"corrupt or truncated gzip data ({_short(e)})", path) from e
         except (OSError, ValueError) as e:
@@ -122,11 +144,63 @@ def from_nibabel(nimg, path: str | Path, shape: tuple[int, ...] | None = None) -
             raise InputError("not enough memory to read the voxels", path) from e
         except Exception as e:  # nibabel/numpy raise many types on a corrupt payload
             raise InputError(f"cannot read voxel data ({_short(e)})", path) from e
-        if arr.dtype != out_dtype:
-            arr = arr.astype(out_dtype)
+        if perm is not None:
+            arr = np.ascontiguousarray(arr.transpose(perm))
+        if arr.dtype != dtype:
+            arr = arr.astype(dtype)
         return arr.reshape(shape)
 
-    return Image(load, affine, meta, shape=shape, dtype=out_dtype)
+    return Image(load, affine, meta, shape=shape, dtype=dtype)
+
+
+def _axis_order(nimg, shape: tuple[int, ...], path) -> tuple[int, ...] | None:
+    """MINC stores time (or vectors) as any axis, often the first; medcli's 4th axis is the non-spatial one."""
+    names = getattr(getattr(nimg.dataobj, "minc_file", None), "_dim_names", None)
+    if not names or len(names) != len(shape):
+        return None
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    spatial = [i for i, n in enumerate(names) if n.endswith("space")]
+    other = [i for i, n in enumerate(names) if not n.endswith("space")]
+    if len(spatial) != 3 or len(other) > 1:
+        raise InputError(f"MINC dimensions {names} are not three spatial axes (+ one other)", path)
+    perm = tuple(spatial + other)
+    return None if perm == tuple(range(len(shape))) else perm
+
+
+def _values(nimg, path):
+    """(dtype, loader, scaling) of a nibabel image's voxels, scale factors applied.
+
+    Plain NIfTI/Analyze proxies: integers with scl_slope/scl_inter become
+    ``raw * slope + inter`` in float32 (raw of 8/16 bits, as nibabel computes it)
+    or float64 (wider raw); ``scaling`` records the raw type, slope and
+    intercept so that a NIfTI writer can store the very same integers again.
+    Other proxies (MINC, PAR/REC, AFNI, ECAT) scale per slice or sub-brick:
+    nibabel's own scaled array is used, its type probed on one voxel.
+    """
+    proxy = nimg.dataobj
+    if isinstance(proxy, np.ndarray):
+        return proxy.dtype.newbyteorder("="), (lambda: proxy), None
+    if type(proxy).__name__ == "ArrayProxy":
+        raw_dtype = np.dtype(nimg.get_data_dtype()).newbyteorder("=")
+        slope, inter = float(getattr(proxy, "slope", 1.0)), float(getattr(proxy, "inter", 0.0))
+        if not (np.isfinite(slope) and np.isfinite(inter)):
+            raise InputError(f"scale factors scl_slope={slope:g}, scl_inter={inter:g} are not finite", path)
+        if (slope, inter) == (1.0, 0.0):
+            return raw_dtype, (lambda: np.asanyarray(proxy)), None
+        # 8/16-bit integers times a float32 slope: float32 keeps 24 bits, enough for every raw value
+        ftype = np.dtype(np.float32 if raw_dtype.kind in "iu" and raw_dtype.itemsize <= 2 else np.float64)
+
+        def scaled() -> np.ndarray:
+            # float64 arithmetic (as nibabel's get_fdata), then one rounding to float32 for narrow raw types
+            return apply_scaling(np.asanyarray(proxy.get_unscaled()), slope, inter, ftype)
+
+        scaling = {"dtype": raw_dtype.name, "slope": slope, "inter": inter} if raw_dtype.kind in "iu" else None
+        return ftype, scaled, scaling
+    try:
+        probe = np.asanyarray(proxy[(slice(0, 1),) * len(proxy.shape)])
+    except Exception as e:  # the data file is missing or truncated
+        raise InputError(f"cannot read voxel data ({_short(e)})", path) from e
+    return probe.dtype.newbyteorder("="), (lambda: np.asanyarray(proxy)), None
 
 
 def _check_qform_sform(hdr, path) -> None:
@@ -143,13 +217,23 @@ def _check_qform_sform(hdr, path) -> None:
 
 
 def to_nibabel(image: Image, nifti2: bool = False):
-    """The nibabel NIfTI image of ``image`` (sform = qform = affine)."""
+    """The nibabel NIfTI image of ``image`` (sform = qform = affine).
+
+    Values are stored exactly (:func:`medcli.io.values.storable`): an image read
+    from scaled integers and unchanged since gets its raw integers and
+    scl_slope/scl_inter back.
+    """
     import nibabel as nib
 
-    data = _storable(image.data)
+    from medcli.io.values import storable
+
+    stored = storable(image.data, "nifti", image.meta.get("scaling"))
+    data = stored.data
     cls = nib.Nifti2Image if nifti2 else nib.Nifti1Image
     nimg = cls(data, image.affine)
     hdr = nimg.header
+    if stored.slope is not None:
+        hdr.set_slope_inter(stored.slope, stored.inter)
     hdr.set_sform(image.affine, code=int(image.meta.get("sform_code", 1)))
     hdr.set_qform(image.affine, code=1)
     hdr.set_xyzt_units("mm", "sec")
@@ -168,29 +252,22 @@ def to_nibabel(image: Image, nifti2: bool = False):
 def write_nibabel(image: Image, path: Path) -> None:
     import nibabel as nib
 
+    from medcli.io.values import storable
+
     name = str(path).lower()
     if name.endswith((".mgz", ".mgh")):
-        data = _storable(image.data)
-        if data.dtype not in (np.uint8, np.int16, np.int32, np.float32):
-            data = data.astype(np.float32)
-        mgh = nib.MGHImage(data, image.affine)
-        if data.ndim == 4 and "tr" in image.meta:
+        stored = storable(image.data, "mgh", path=path)
+        if stored.note:
+            from medcli.cli.runtime import log
+
+            log.warning(f"MGH/MGZ output: {stored.note}")
+        mgh = nib.MGHImage(stored.data, image.affine)
+        if stored.data.ndim == 4 and "tr" in image.meta:
             mgh.header["tr"] = float(image.meta["tr"]) * 1000.0
         nib.save(mgh, str(path))
         return
     nimg = to_nibabel(image)
     nimg.to_filename(str(path))
-
-
-def _storable(data: np.ndarray) -> np.ndarray:
-    if data.dtype == bool:
-        return data.astype(np.uint8)
-    if data.dtype == np.int64:
-        if data.size == 0 or (data.min() >= np.iinfo(np.int32).min and data.max() <= np.iinfo(np.int32).max):
-            return data.astype(np.int32)
-    if data.dtype == np.float16:
-        return data.astype(np.float32)
-    return data
 
 
 def _kind(path: Path) -> str:

@@ -38,7 +38,7 @@ def test_sidecar_records_command_inputs_and_parameters(cli, tmp_path, t1_path):
     assert doc["Command"] == "convert"
     assert doc["CommandLine"].startswith(f"medcli convert {src} -o ") and doc["CommandLine"].endswith("--reorient LPS --sidecar")
     assert doc["Sources"] == [{"Path": str(src), "SHA256": hashlib.sha256(src.read_bytes()).hexdigest()}]
-    assert doc["Parameters"] == {"dtype": None, "reorient": "LPS"}
+    assert doc["Parameters"] == {"dtype": None, "reorient": "LPS", "strict": False}
     assert doc["Seed"] is None
     assert 0 < doc["DurationSeconds"] < 600
     # An existing sidecar is an existing output: refused before any work unless --force.

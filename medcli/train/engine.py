@@ -388,6 +388,10 @@ class Validator:
         return float(np.mean([r["score"] for r in rows])), rows
 
     def _score(self, name, out, ref, dice, psnr) -> dict[str, Any]:
+        if np.ndim(ref) == 0 and np.ndim(out) == 1:
+            # Classification (one label per sample): the score is the accuracy.
+            pred = int(np.argmax(out))
+            return {"case": name, "true": int(ref), "pred": pred, "p": round(float(out[pred]), 4), "score": float(pred == int(ref))}
         if self.task == "segmentation":
             labels = self.labels or list(range(1, out.shape[0]))
             d = dice(out.argmax(0), ref, labels)

@@ -124,20 +124,37 @@ def write_series(
     return files
 
 
-def write_enhanced(path: Path, volume: np.ndarray, affine: np.ndarray, *, slope=1.0, intercept=0.0, shuffle=True) -> Path:
-    """Write ``volume`` as one enhanced multi-frame MR file (per-frame positions)."""
+def write_enhanced(
+    path: Path,
+    volume: np.ndarray,
+    affine: np.ndarray,
+    *,
+    slope=1.0,
+    intercept=0.0,
+    shuffle=True,
+    echo_times: list[float] | None = None,
+    b_values: list[float] | None = None,
+    stacks: list[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> Path:
+    """Write ``volume`` as one enhanced multi-frame MR file (per-frame positions).
+
+    A 4D ``volume`` (i, j, k, n) gets one frame per slice and volume, each
+    volume labelled by its ``echo_times`` (MREchoSequence) or ``b_values``
+    (MRDiffusionSequence); ``stacks`` adds further stacks ``(volume, affine)``
+    with their own StackID and orientation (a localizer-like object). Frames
+    are stored in a shuffled order: the reader must use the functional groups.
+    """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, generate_uid
 
-    lps = LPS @ np.asarray(affine, float)[:3, :]
-    dc, dr = np.linalg.norm(lps[:, 0]), np.linalg.norm(lps[:, 1])
-    row, col = lps[:, 0] / dc, lps[:, 1] / dr
-    nk = volume.shape[2]
-    order = list(range(nk))
+    vol4 = volume if volume.ndim == 4 else volume[..., None]
+    all_stacks = [(vol4, affine)] + [(v if v.ndim == 4 else v[..., None], a) for v, a in (stacks or [])]
+    frames_spec = []  # (stack index, k, volume index)
+    for si, (v, _) in enumerate(all_stacks):
+        frames_spec += [(si, k, n) for n in range(v.shape[3]) for k in range(v.shape[2])]
     if shuffle:
-        random.Random(1).shuffle(order)
-    stored = np.rint((np.asarray(volume, np.float64) - intercept) / slope).astype(np.int16)
+        random.Random(1).shuffle(frames_spec)
     sop = generate_uid()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
@@ -148,31 +165,100 @@ def write_enhanced(path: Path, volume: np.ndarray, affine: np.ndarray, *, slope=
     ds.SOPClassUID, ds.SOPInstanceUID = EnhancedMRImageStorage, sop
     ds.SeriesInstanceUID, ds.StudyInstanceUID = generate_uid(), generate_uid()
     ds.Modality, ds.Manufacturer, ds.SeriesNumber, ds.SeriesDescription = "MR", "medcli tests", 7, "enhanced"
-    ds.NumberOfFrames = nk
+    ds.NumberOfFrames = len(frames_spec)
     ds.Rows, ds.Columns = volume.shape[1], volume.shape[0]
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
     shared = Dataset()
-    po = Dataset()
-    po.ImageOrientationPatient = [_ds(v) for v in np.concatenate([row, col])]
-    pm = Dataset()
-    pm.PixelSpacing = [_ds(dr), _ds(dc)]
-    pm.SliceThickness = _ds(np.linalg.norm(lps[:, 2]))
     pvt = Dataset()
     pvt.RescaleSlope, pvt.RescaleIntercept, pvt.RescaleType = _ds(slope), _ds(intercept), "US"
-    shared.PlaneOrientationSequence = Sequence([po])
-    shared.PixelMeasuresSequence = Sequence([pm])
     shared.PixelValueTransformationSequence = Sequence([pvt])
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
-    frames = []
-    for k in order:
+    frames, pixels = [], []
+    for si, k, n in frames_spec:
+        v, aff = all_stacks[si]
+        lps = LPS @ np.asarray(aff, float)[:3, :]
+        dc, dr = np.linalg.norm(lps[:, 0]), np.linalg.norm(lps[:, 1])
         fg = Dataset()
         pp = Dataset()
-        pp.ImagePositionPatient = [_ds(v) for v in lps[:, 3] + k * lps[:, 2]]
+        pp.ImagePositionPatient = [_ds(x) for x in lps[:, 3] + k * lps[:, 2]]
         fg.PlanePositionSequence = Sequence([pp])
+        po = Dataset()
+        po.ImageOrientationPatient = [_ds(x) for x in np.concatenate([lps[:, 0] / dc, lps[:, 1] / dr])]
+        fg.PlaneOrientationSequence = Sequence([po])
+        pm = Dataset()
+        pm.PixelSpacing = [_ds(dr), _ds(dc)]
+        pm.SliceThickness = _ds(np.linalg.norm(lps[:, 2]))
+        fg.PixelMeasuresSequence = Sequence([pm])
+        fc = Dataset()
+        fc.InStackPositionNumber = k + 1
+        if stacks:
+            fc.StackID = str(si + 1)
+        fg.FrameContentSequence = Sequence([fc])
+        if echo_times is not None:
+            echo = Dataset()
+            echo.EffectiveEchoTime = echo_times[n]
+            fg.MREchoSequence = Sequence([echo])
+        if b_values is not None:
+            diff = Dataset()
+            diff.DiffusionBValue = b_values[n]
+            fg.MRDiffusionSequence = Sequence([diff])
         frames.append(fg)
+        stored = np.rint((np.asarray(v[:, :, k, n], np.float64) - intercept) / slope).astype(np.int16)
+        pixels.append(stored.T)
     ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
-    ds.PixelData = np.ascontiguousarray(np.stack([stored[:, :, k].T for k in order])).tobytes()
+    ds.PixelData = np.ascontiguousarray(np.stack(pixels)).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_planar(
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    photometric: str = "MONOCHROME2",
+    modality: str = "DX",
+    pixel_spacing: tuple[float, float] | None = None,
+    imager_spacing: tuple[float, float] | None = None,
+    sop_class: str = "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
+    headerless: bool = False,
+) -> Path:
+    """Write a 2D image without patient position: ``pixels`` is (rows, cols) or (rows, cols, 3), uint8/uint16.
+
+    ``headerless`` writes the data set alone, with neither preamble nor meta
+    header (as pre-Part 10 software did), implicit VR little endian.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    pixels = np.asarray(pixels)
+    ds = Dataset()
+    sop = generate_uid()
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, 1, 1
+    ds.PatientName, ds.PatientID = "Test^Planar", "0"
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    colour = pixels.ndim == 3
+    ds.SamplesPerPixel = 3 if colour else 1
+    if colour:
+        ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = photometric
+    bits = pixels.dtype.itemsize * 8
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+    ds.PixelRepresentation = 1 if pixels.dtype.kind == "i" else 0
+    if pixel_spacing is not None:
+        ds.PixelSpacing = [_ds(v) for v in pixel_spacing]
+    if imager_spacing is not None:
+        ds.ImagerPixelSpacing = [_ds(v) for v in imager_spacing]
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    if headerless:
+        ds.save_as(path, implicit_vr=True, little_endian=True)
+        return path
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
     ds.save_as(path, enforce_file_format=True)
     return path
 

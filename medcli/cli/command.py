@@ -536,6 +536,7 @@ def run_batch(spec: CommandSpec, common: dict[str, Any], params: dict[str, Any])
                     image = io.read(job.source, series=common.get("series"))
                     image = io.check_finite(image, job.source, allow=spec.allow_nonfinite)
                     if spec.needs_3d:
+                        _refuse_planar(image, job.source)
                         io.check_3d(image, job.source)
                 result = step(image, job)
                 if result is not None and job.output:
@@ -567,6 +568,18 @@ def run_batch(spec: CommandSpec, common: dict[str, Any], params: dict[str, Any])
         log.error(f"{len(failures)} of {len(todo)} inputs failed ({names}); the other {len(todo) - len(failures)} were written")
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+def _refuse_planar(image, source: str) -> None:
+    """A radiograph, screenshot or ultrasound frame (2D DICOM, no patient position): say so."""
+    dicom = image.meta.get("dicom") or {}
+    if dicom.get("geometry"):
+        what = "colour " if image.meta.get("color") else ""
+        kind = dicom.get("sop_class") or dicom.get("modality") or "DICOM"
+        raise InputError(
+            f"this command needs a 3D image; this is a 2D {what}image ({kind}, shape {image.shape}) without patient position",
+            source,
+        )
 
 
 def write_sidecar(job: Job, params: dict[str, Any], seconds: float) -> None:

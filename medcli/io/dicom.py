@@ -25,6 +25,27 @@ them, ordered by temporal position, acquisition, echo and instance number.
 Multi-frame files are read frame by frame: enhanced objects (per-frame
 functional groups: plane position, orientation, pixel measures, rescale) and
 legacy multi-frame objects with a GridFrameOffsetVector (e.g. RT dose).
+Enhanced frames at one position are ordered along their dimension (temporal
+position, echo time, b-value and gradient direction), so a multi-echo,
+dynamic or diffusion object is one 4D image; an object holding several stacks
+(StackID, e.g. a three-plane localizer) lists each stack as its own series.
+
+Compressed transfer syntaxes (JPEG baseline/extended/lossless, JPEG-LS, JPEG
+2000, RLE, deflate) are decoded by pydicom's plugins (pylibjpeg and its
+libjpeg, openjpeg and rle packages, dependencies of medcli). Files written
+without the Part 10 preamble and meta header are read (pydicom's ``force``)
+with a warning.
+
+Images without patient geometry (no ImagePositionPatient /
+ImageOrientationPatient: radiographs, secondary captures, ultrasound) are
+read as 2D images: grey ``(columns, rows)``, several frames ``(columns, rows,
+1, frames)``, colour (RGB, YBR, palette, converted to RGB as pydicom does)
+``(columns, rows, 1, 3)`` with ``meta["color"] = "RGB"``; the pixel spacing
+comes from PixelSpacing or else ImagerPixelSpacing, the orientation is
+DICOM's default (rows along patient left, columns along posterior, origin 0),
+and a warning says that there is no patient position. Non-image objects
+(structured reports, RT structure sets and plans, waveforms, presentation
+states...) are refused with a :class:`NotAnImage` error naming what they are.
 
 Example:
     >>> from pathlib import Path
@@ -46,6 +67,19 @@ from medcli.errors import InputError
 from medcli.image import Image
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+class NotAnImage(InputError):
+    """DICOM objects without pixels (SR, RT plan/structure set, waveform...).
+
+    ``objects`` lists what was found (file, SOP class and its name, modality,
+    description), so that ``medcli info`` can say what they are.
+    """
+
+    def __init__(self, message: str, path: Any, objects: list[dict]):
+        super().__init__(message, path)
+        self.objects = objects
+
 
 #: Storage class of DICOMDIR index files (no pixels; skipped in folders).
 _DICOMDIR_UID = "1.2.840.10008.1.3.10"
@@ -74,6 +108,8 @@ class _Slice:
     cols: int
     order: tuple = ()  # ordering of repeated slices at one position (4D)
     samples: int = 1
+    forced: bool = False  # no Part 10 header: read with pydicom's force
+    labels: dict = field(default_factory=dict)  # what tells the volumes apart (echo time, b-value...)
 
 
 @dataclass
@@ -86,6 +122,7 @@ class _Series:
     first: Any  # the header of the first file (for dtype and summary)
     slices: list[_Slice] = field(default_factory=list)
     files: set = field(default_factory=set)
+    stack: str | None = None  # StackID of an enhanced object holding several stacks
 
 
 # -- discovery ------------------------------------------------------------------------------------
@@ -102,55 +139,185 @@ def _list_files(path: Path) -> list[Path]:
 
 
 def _read_header(path: Path, explicit: bool):
-    import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=explicit)
+        ds = _dcmread(path, stop_before_pixels=True)
     except InvalidDicomError:
-        if explicit:
-            raise InputError("not a valid DICOM file", path) from None
-        return None
+        ds = _read_headerless(path, explicit)
+        if ds is None:
+            if explicit:
+                raise InputError("not a valid DICOM file", path) from None
+            return None
     except PermissionError as e:
         raise InputError("permission denied", path) from e
     except Exception as e:  # noqa: BLE001 - pydicom raises many types on garbage
         if explicit:
             raise InputError(f"not a valid DICOM file ({_short(e)})", path) from e
         return None
-    if explicit and "SOPClassUID" not in ds and "Rows" not in ds:
+    if explicit and not _looks_like_dicom(ds):
         raise InputError("not a valid DICOM file (no image attributes)", path)
     return ds
+
+
+def _dcmread(path: Path, **kw):
+    """pydicom.dcmread, with pydicom's own warnings (odd VRs, encodings) logged at debug level."""
+    import warnings
+
+    import pydicom
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        ds = pydicom.dcmread(str(path), **kw)
+    if said:
+        from medcli.cli.runtime import log
+
+        for w in said:
+            log.debug(f"{path}: pydicom: {str(w.message).splitlines()[0]}")
+    return ds
+
+
+#: Groups a raw (headerless) DICOM data set starts with: command, file meta, identification.
+_FIRST_GROUPS = {0x0000, 0x0002, 0x0008}
+
+
+def _read_headerless(path: Path, explicit: bool):
+    """A data set written without preamble and meta header (pre-Part 10, or raw dumps).
+
+    Read with pydicom's ``force`` only when the first bytes are the tag of a
+    group such a data set starts with, so that random files in a folder are
+    not parsed as DICOM.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        if explicit:
+            raise InputError(f"cannot read ({e.strerror})", path) from e
+        return None
+    if len(head) < 4:
+        return None
+    little = int.from_bytes(head[:2], "little"), int.from_bytes(head[2:4], "little")
+    big = int.from_bytes(head[:2], "big"), int.from_bytes(head[2:4], "big")
+    if not any(g in _FIRST_GROUPS and e < 0x0100 for g, e in (little, big)):
+        return None
+    try:
+        ds = _dcmread(path, stop_before_pixels=True, force=True)
+    except Exception:  # noqa: BLE001 - not DICOM after all
+        return None
+    if not _looks_like_dicom(ds):
+        return None
+    implicit, little_endian = ds.original_encoding
+    from medcli.cli.runtime import log
+
+    log.warning(
+        f"{path}: no DICOM Part 10 header (preamble and meta information); read as "
+        f"{'implicit' if implicit else 'explicit'} VR {'little' if little_endian else 'big'} endian"
+    )
+    ds.medcli_forced = True
+    return ds
+
+
+def _looks_like_dicom(ds) -> bool:
+    keys = ("SOPClassUID", "Rows", "Modality", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")
+    return any(k in ds for k in keys) or "MediaStorageSOPClassUID" in getattr(ds, "file_meta", {})
+
+
+def _object_summary(ds, path: Path) -> dict:
+    """What a DICOM object without an image is: SOP class (and its name), modality, description."""
+    from pydicom.uid import UID
+
+    sop = str(getattr(ds, "SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    name = UID(sop).name if sop else "unknown SOP class"
+    if sop and name == sop:
+        name = "private or unknown SOP class"
+    if "Image Storage" in name:  # an image class, but no pixels came with it
+        name += " without pixel data"
+    return {
+        "file": str(path),
+        "sop_class_uid": sop,
+        "sop_class": name,
+        "modality": str(getattr(ds, "Modality", "") or ""),
+        "description": str(getattr(ds, "SeriesDescription", "") or getattr(ds, "StudyDescription", "") or ""),
+    }
+
+
+def _not_an_image(objects: list[dict], path: Path, explicit: bool, searched: int) -> NotAnImage:
+    if explicit:
+        o = objects[0]
+        what = o["sop_class"] + (f" object (modality {o['modality']})" if o["modality"] else " object")
+        hint = "; give the folder it indexes" if o["sop_class_uid"] == _DICOMDIR_UID else "; medcli reads images only"
+        return NotAnImage(f"not an image: DICOM {what}{hint}", path, objects)
+    kinds: dict[str, int] = {}
+    for o in objects:
+        key = o["sop_class"] + (f" ({o['modality']})" if o["modality"] else "")
+        kinds[key] = kinds.get(key, 0) + 1
+    listing = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    return NotAnImage(
+        f"no DICOM images in this folder ({searched} files searched), only {len(objects)} non-image object(s): {listing}",
+        path,
+        objects,
+    )
 
 
 def _scan(path: Path) -> dict[str, _Series]:
     files = _list_files(path)
     explicit = path.is_file()
     series: dict[str, _Series] = {}
+    objects: list[dict] = []
     for f in files:
         ds = _read_header(f, explicit)
         if ds is None:
             continue
         sop = str(getattr(ds, "SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
-        if sop == _DICOMDIR_UID or "Rows" not in ds or "Columns" not in ds:
-            continue  # index files, structured reports, RT plans: no image
+        if sop == _DICOMDIR_UID or "Rows" not in ds or "Columns" not in ds or not _has_pixels(ds):
+            objects.append(_object_summary(ds, f))  # index files, structured reports, RT plans: no image
+            continue
         uid = str(getattr(ds, "SeriesInstanceUID", "") or "(no SeriesInstanceUID)")
-        s = series.get(uid)
-        if s is None:
-            num = getattr(ds, "SeriesNumber", None)
-            s = series[uid] = _Series(
-                uid=uid,
-                number=int(num) if num not in (None, "") else None,
-                description=str(getattr(ds, "SeriesDescription", "") or ""),
-                modality=str(getattr(ds, "Modality", "") or ""),
-                manufacturer=str(getattr(ds, "Manufacturer", "") or ""),
-                first=ds,
-            )
-        s.slices.extend(_slices_of(ds, f))
-        s.files.add(f)
+        for stack, slices in _stacks_of(_slices_of(ds, f)):
+            key = uid if stack is None else f"{uid}/stack-{stack}"
+            s = series.get(key)
+            if s is None:
+                num = getattr(ds, "SeriesNumber", None)
+                desc = str(getattr(ds, "SeriesDescription", "") or "")
+                s = series[key] = _Series(
+                    uid=key,
+                    number=_int_or_none(num),
+                    description=desc + (f" (stack {stack})" if stack is not None else ""),
+                    modality=str(getattr(ds, "Modality", "") or ""),
+                    manufacturer=str(getattr(ds, "Manufacturer", "") or ""),
+                    first=ds,
+                    stack=stack,
+                )
+            s.slices.extend(slices)
+            s.files.add(f)
     if not series:
+        if objects:
+            raise _not_an_image(objects, path, explicit, len(files))
         where = "file" if explicit else f"folder ({len(files)} files searched)"
         raise InputError(f"no DICOM files found in this {where}", path)
     return series
+
+
+def _int_or_none(v) -> int | None:
+    try:
+        return int(v) if v not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _has_pixels(ds) -> bool:
+    # stop_before_pixels leaves the pixel element out; the image attributes say whether one follows.
+    return "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds or "BitsAllocated" in ds
+
+
+def _stacks_of(slices: list[_Slice]) -> list[tuple[str | None, list[_Slice]]]:
+    """Split the frames of an enhanced object into its stacks (StackID) when it holds several."""
+    ids = [sl.labels.get("stack") for sl in slices]
+    distinct = sorted({i for i in ids if i is not None}, key=lambda v: (len(v), v))
+    if len(distinct) < 2 or any(i is None for i in ids):
+        return [(None, slices)]
+    return [(i, [sl for sl in slices if sl.labels.get("stack") == i]) for i in distinct]
 
 
 def _float(v, default=None):
@@ -193,10 +360,29 @@ def _order_key(ds) -> tuple:
     )
 
 
+def _frames(ds, path: Path) -> int:
+    v = getattr(ds, "NumberOfFrames", None)
+    if v in (None, ""):
+        return 1
+    try:
+        n = int(str(v).strip())
+    except (TypeError, ValueError):
+        raise InputError(f"invalid NumberOfFrames {str(v)!r}", path) from None
+    if n < 1:
+        raise InputError(f"invalid NumberOfFrames {n}", path)
+    return n
+
+
+def _samples(ds) -> int:
+    if str(getattr(ds, "PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR":
+        return 3  # indices into red, green and blue tables: read as RGB
+    return int(_float(getattr(ds, "SamplesPerPixel", 1), 1) or 1)
+
+
 def _slices_of(ds, path: Path) -> list[_Slice]:
     rows, cols = int(ds.Rows), int(ds.Columns)
-    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
-    nframes = int(_float(getattr(ds, "NumberOfFrames", 1), 1) or 1)
+    samples = _samples(ds)
+    nframes = _frames(ds, path)
     slope = _float(getattr(ds, "RescaleSlope", None), 1.0)
     inter = _float(getattr(ds, "RescaleIntercept", None), 0.0)
     if str(getattr(ds, "Modality", "")) == "RTDOSE" and "DoseGridScaling" in ds:
@@ -206,9 +392,10 @@ def _slices_of(ds, path: Path) -> list[_Slice]:
     ps = _pixel_spacing(ds)
     thick = _float(getattr(ds, "SliceThickness", None))
     base = _order_key(ds)
-    common = dict(rows=rows, cols=cols, samples=samples)
+    forced = bool(getattr(ds, "medcli_forced", False))
+    common = dict(rows=rows, cols=cols, samples=samples, forced=forced)
 
-    if nframes <= 1:
+    if nframes <= 1 and "PerFrameFunctionalGroupsSequence" not in ds:
         return [_Slice(path, None, ipp, iop, ps, thick, slope, inter, order=base, **common)]
 
     shared = _first(getattr(ds, "SharedFunctionalGroupsSequence", None))
@@ -222,25 +409,33 @@ def _slices_of(ds, path: Path) -> list[_Slice]:
             th = _fg(fg, shared, "PixelMeasuresSequence", "SliceThickness")
             sl = _fg(fg, shared, "PixelValueTransformationSequence", "RescaleSlope")
             ic = _fg(fg, shared, "PixelValueTransformationSequence", "RescaleIntercept")
-            fc = _first(getattr(fg, "FrameContentSequence", None))
-            temporal = _float(getattr(fc, "TemporalPositionIndex", None), 0.0) if fc is not None else 0.0
-            stack = _float(getattr(fc, "InStackPositionNumber", None), 0.0) if fc is not None else 0.0
+            labels = _frame_labels(fg, shared)
             pv = _vec(pix, 2)
             out.append(
                 _Slice(
                     path,
-                    k,
+                    k if nframes > 1 else None,
                     _vec(pos, 3) if pos is not None else ipp,
                     _vec(ori, 6) if ori is not None else iop,
                     (float(pv[0]), float(pv[1])) if pv is not None else ps,
                     _float(th, thick),
                     _float(sl, slope),
                     _float(ic, inter),
-                    order=(temporal,) + base + (stack, k),
+                    order=(
+                        labels.get("temporal_position", 0.0),
+                        labels.get("echo_time", 0.0),
+                        labels.get("b_value", 0.0),
+                        tuple(labels.get("gradient", ())),
+                    )
+                    + base
+                    + (labels.get("in_stack", 0.0), k),
+                    labels=labels,
                     **common,
                 )
             )
         return out
+    if nframes <= 1:
+        return [_Slice(path, None, ipp, iop, ps, thick, slope, inter, order=base, **common)]
     offsets = getattr(ds, "GridFrameOffsetVector", None)
     if offsets is not None and len(offsets) == nframes and ipp is not None and iop is not None:
         # Legacy multi-frame (RT dose): frame k lies offsets[k] mm along the normal from IPP.
@@ -249,8 +444,36 @@ def _slices_of(ds, path: Path) -> list[_Slice]:
             _Slice(path, k, ipp + float(off) * normal, iop, ps, thick, slope, inter, order=base + (k,), **common)
             for k, off in enumerate(offsets)
         ]
-    # Frames without their own positions: nothing to place them with.
+    # Frames without their own positions (cine, ultrasound loops): nothing to place them with.
     return [_Slice(path, k, None, iop, ps, thick, slope, inter, order=base + (k,), **common) for k in range(nframes)]
+
+
+def _frame_labels(fg, shared) -> dict:
+    """What sets a frame of an enhanced object apart from the others at its position."""
+    labels: dict = {}
+    fc = _first(getattr(fg, "FrameContentSequence", None))
+    if fc is not None:
+        if "StackID" in fc and str(fc.StackID).strip():
+            labels["stack"] = str(fc.StackID).strip()
+        for key, name in (("temporal_position", "TemporalPositionIndex"), ("in_stack", "InStackPositionNumber")):
+            v = _float(getattr(fc, name, None))
+            if v is not None:
+                labels[key] = v
+    te = _fg(fg, shared, "MREchoSequence", "EffectiveEchoTime")
+    if _float(te) is not None:
+        labels["echo_time"] = _float(te)
+    bval = _fg(fg, shared, "MRDiffusionSequence", "DiffusionBValue")
+    if _float(bval) is not None:
+        labels["b_value"] = _float(bval)
+    diff = _first(getattr(fg, "MRDiffusionSequence", None))
+    grad = _first(getattr(diff, "DiffusionGradientDirectionSequence", None)) if diff is not None else None
+    g = _vec(getattr(grad, "DiffusionGradientOrientation", None), 3) if grad is not None else None
+    if g is not None:
+        labels["gradient"] = [float(x) for x in g]
+    ctime = _first(getattr(fg, "TemporalPositionSequence", None))
+    if ctime is not None and _float(getattr(ctime, "TemporalPositionTimeOffset", None)) is not None:
+        labels["time_offset_s"] = _float(ctime.TemporalPositionTimeOffset)
+    return labels
 
 
 def _first(seq):
@@ -436,6 +659,10 @@ def _geometry(s: _Series, path: Path) -> tuple[np.ndarray, list[list[_Slice]]]:
 
 
 def _raw_dtype(ds) -> np.dtype:
+    if str(getattr(ds, "PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR":
+        desc = getattr(ds, "RedPaletteColorLookupTableDescriptor", None)
+        lut_bits = int(_float(desc[2], 16)) if desc is not None and len(desc) == 3 else 16
+        return np.dtype(np.uint8 if lut_bits <= 8 else np.uint16)  # the tables' values, not the indices
     bits = int(getattr(ds, "BitsAllocated", 16) or 16)
     signed = int(getattr(ds, "PixelRepresentation", 0) or 0) == 1
     if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
@@ -470,8 +697,25 @@ _RAW_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
 
 def _pixels(ds) -> np.ndarray:
-    """The pixel array of a dataset: (rows, cols[, samples]) or (frames, rows, cols[, samples])."""
+    """The pixel array of a dataset: (rows, cols[, samples]) or (frames, rows, cols[, samples]).
+
+    Colour comes out as RGB, as pydicom gives it: YBR converted, palette
+    indices looked up in the palette's tables.
+    """
     syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
+    if not syntax:
+        # A headerless file: its encoding is the one pydicom found when parsing it.
+        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+        syntax = str(ds.file_meta.TransferSyntaxUID)
+    if str(getattr(ds, "PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        return apply_color_lut(ds.pixel_array, ds)
     bits = int(getattr(ds, "BitsAllocated", 0) or 0)
     if (
         syntax in _RAW_SYNTAXES
@@ -494,8 +738,6 @@ def _pixels(ds) -> np.ndarray:
 
 def _loader(stacks: list[list[_Slice]], shape: tuple[int, ...], dtype: np.dtype, path: Path):
     def load() -> np.ndarray:
-        import pydicom
-
         nz, nt = len(stacks), len(stacks[0])
         # Fill a (z, t, rows, cols[, samples]) stack slice by slice (contiguous
         # writes), then transpose once to medcli's (cols, rows, z[, t][, samples]).
@@ -512,12 +754,15 @@ def _loader(stacks: list[list[_Slice]], shape: tuple[int, ...], dtype: np.dtype,
                 arr = cache.get(sl.file)
                 if arr is None:
                     try:
-                        arr = _pixels(pydicom.dcmread(str(sl.file)))
+                        ds = _dcmread(sl.file, force=sl.forced)
+                    except Exception as e:  # noqa: BLE001 - pydicom raises many types on a damaged file
+                        raise InputError(f"cannot read the pixel data ({_short(e)})", sl.file) from e
+                    try:
+                        arr = _pixels(ds)
+                    except InputError:
+                        raise
                     except Exception as e:  # noqa: BLE001 - decoder errors come in many types
-                        hint = ""
-                        if "missing dependencies" in str(e) or "plugins" in str(e):
-                            hint = "; install a decoder: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
-                        raise InputError(f"cannot decode pixel data ({_short(e).rstrip(':')}){hint}", sl.file) from e
+                        raise _decode_error(ds, e, sl.file) from e
                     if uses[sl.file] > 1:
                         cache[sl.file] = arr
                 frame = arr[sl.frame] if sl.frame is not None else arr
@@ -570,20 +815,28 @@ def read_dicom(path: Path, series: str | None = None) -> Image:
     path = Path(path)
     found = _scan(path)
     s = _select(found, series, path)
-    affine, stacks = _geometry(s, path)
     first = s.slices[0]
     ds = s.first
+    planar = all(sl.position is None or sl.orientation is None for sl in s.slices)
+    if planar:
+        affine, stacks = _planar_geometry(s, path)
+    else:
+        affine, stacks = _geometry(s, path)
     nvol = len(stacks[0])
     shape: tuple[int, ...] = (first.cols, first.rows, len(stacks))
     if nvol > 1:
         shape += (nvol,)
     if first.samples > 1:
         if nvol > 1:
-            raise InputError(f"{first.samples}-sample (colour) pixels in a 4D series are not supported", path)
+            raise InputError(
+                f"{nvol} frames of {first.samples}-sample (colour) pixels: colour series over time are not supported", path
+            )
         shape += (first.samples,)
+    if planar and first.samples == 1 and nvol == 1:
+        shape = (first.cols, first.rows)  # a 2D image is written as 2D
     check_size(shape, path)
     dtype = _out_dtype(ds, s.slices)
-    meta = {
+    meta: dict[str, Any] = {
         "format": "DICOM",
         "dicom": {
             "modality": s.modality,
@@ -591,15 +844,119 @@ def read_dicom(path: Path, series: str | None = None) -> Image:
             "series_number": s.number,
             "series_description": s.description,
             "series_uid": s.uid,
+            "sop_class": _sop_name(ds),
+            "transfer_syntax": _syntax_name(ds),
+            "photometric": str(getattr(ds, "PhotometricInterpretation", "") or ""),
             "slices": len(s.slices),
             "files": len(s.files),
         },
     }
+    if first.samples > 1:
+        meta["color"] = "RGB"  # YBR and palette colour are converted to RGB when read
+    if planar:
+        meta["dicom"]["geometry"] = "2D, no patient position"
     if nvol > 1:
         meta["dicom"]["volumes"] = nvol
+        meta["dicom"].update(_volume_labels(stacks))
     if len(found) > 1:
         meta["dicom"]["other_series"] = len(found) - 1
+    if any(sl.forced for sl in s.slices):
+        meta["dicom"]["part10_header"] = False
     return Image(_loader(stacks, shape, dtype, path), affine, meta, shape=shape, dtype=dtype)
+
+
+def _sop_name(ds) -> str:
+    from pydicom.uid import UID
+
+    sop = str(getattr(ds, "SOPClassUID", "") or "")
+    return UID(sop).name if sop else ""
+
+
+def _syntax_name(ds) -> str:
+    uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if uid:
+        return str(getattr(uid, "name", uid))
+    if getattr(ds, "medcli_forced", False):
+        implicit, little = ds.original_encoding
+        return f"{'Implicit' if implicit else 'Explicit'} VR {'Little' if little else 'Big'} Endian (no meta header)"
+    return ""
+
+
+def _volume_labels(stacks: list[list[_Slice]]) -> dict:
+    """Per-volume echo times, b-values, gradient directions, when the frames say them."""
+    out: dict[str, list] = {}
+    names = {"echo_time": "echo_times_ms", "b_value": "b_values", "gradient": "gradient_directions",
+             "time_offset_s": "time_offsets_s"}
+    for key, name in names.items():
+        vals = [sl.labels.get(key) for sl in stacks[0]]
+        if all(v is not None for v in vals) and len({str(v) for v in vals}) > 1:
+            # The same label at every position, or it does not describe the volumes.
+            if all([sl.labels.get(key) for sl in st] == vals for st in stacks):
+                out[name] = vals
+    return out
+
+
+def _planar_geometry(s: _Series, path: Path) -> tuple[np.ndarray, list[list[_Slice]]]:
+    """A 2D image (or a 2D image over frames) with no position in the patient.
+
+    The affine is DICOM's default orientation (rows along patient left, columns
+    along posterior, LPS; RAS+ after the sign change) at the origin, scaled by
+    the pixel spacing; frames become the 4th axis.
+    """
+    from medcli.cli.runtime import log
+
+    slices = s.slices
+    if len(s.files) > 1:
+        raise InputError(
+            f"{len(s.files)} images without patient position (ImagePositionPatient/ImageOrientationPatient) in one "
+            f"series: they cannot be stacked into a volume; read them one file at a time (e.g. {sorted(s.files)[0]})",
+            path,
+        )
+    first = slices[0]
+    if any((sl.rows, sl.cols, sl.pixel_spacing) != (first.rows, first.cols, first.pixel_spacing) for sl in slices):
+        raise InputError("frames of different sizes or pixel spacings; not one image", path)
+    ds = s.first
+    if first.pixel_spacing is not None and min(first.pixel_spacing) > 0:
+        dr, dc = first.pixel_spacing
+        source = "PixelSpacing" if _vec(getattr(ds, "PixelSpacing", None), 2) is not None else "ImagerPixelSpacing"
+        spacing = f"{dc:g} x {dr:g} mm from {source}"
+    else:
+        dr = dc = 1.0
+        spacing = "no PixelSpacing or ImagerPixelSpacing: 1 mm pixels assumed"
+    kind = s.modality or "DICOM"
+    frames = f", {len(slices)} frames" if len(slices) > 1 else ""
+    log.warning(
+        f"{path}: 2D {kind} image{frames} without patient position (no ImagePositionPatient/ImageOrientationPatient); "
+        f"{spacing}; orientation and origin are DICOM's defaults, not the patient's"
+    )
+    step = first.thickness if first.thickness and first.thickness > 0 else 1.0
+    ras = np.diag([-dc, -dr, step, 1.0])  # LPS identity -> RAS+
+    return ras, [sorted(slices, key=lambda sl: sl.order)]
+
+
+#: Transfer syntax (UID prefix) -> the pydicom decoder plugin package that reads it.
+_DECODER_PACKAGES = {
+    "1.2.840.10008.1.2.4.5": "pylibjpeg-libjpeg",  # JPEG baseline/extended/lossless
+    "1.2.840.10008.1.2.4.7": "pylibjpeg-libjpeg",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.8": "pylibjpeg-libjpeg",  # JPEG-LS
+    "1.2.840.10008.1.2.4.9": "pylibjpeg-openjpeg",  # JPEG 2000
+    "1.2.840.10008.1.2.4.20": "pylibjpeg-openjpeg",  # HTJ2K
+    "1.2.840.10008.1.2.5": "pylibjpeg-rle",  # RLE
+}
+
+
+def _decode_error(ds, e: BaseException, path: Path) -> InputError:
+    """One line: which transfer syntax failed, and either the package to install or the decoder's reason."""
+    uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    name = getattr(uid, "name", None) or str(uid or "unknown transfer syntax")
+    text = str(e)
+    if "missing dependencies" in text or "no pixel data decoders" in text.lower() or "not supported by any" in text:
+        pkg = next((v for k, v in _DECODER_PACKAGES.items() if str(uid or "").startswith(k)), "pylibjpeg")
+        return InputError(f"cannot decode '{name}' pixel data: no decoder installed (pip install pylibjpeg {pkg})", path)
+    # pydicom lists each plugin's failure on its own line: keep the most telling one.
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else (lines[0] if lines else type(e).__name__)
+    return InputError(f"cannot decode '{name}' pixel data ({detail[:200]})", path)
 
 
 def _short(e: BaseException) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dicomgen import LPS, oblique_affine, t1_block, write_enhanced, write_series
+from dicomgen import LPS, oblique_affine, t1_block, write_enhanced, write_planar, write_series
 from medcli import io
 from medcli.errors import InputError
 from medcli.io.dicom import read_dicom
@@ -149,9 +149,15 @@ def test_gantry_tilt_refused(tmp_path, block):
 
 
 def test_missing_position_tags_refused(tmp_path, block):
+    # A series of several files without positions cannot be stacked (one such file is a 2D image).
     write_series(tmp_path, block[:, :, :4], oblique_affine(), drop_position_tags=True)
-    with pytest.raises(InputError, match="missing position tags"):
+    with pytest.raises(InputError, match=r"4 images without patient position .* cannot be stacked into a volume"):
         read_dicom(tmp_path)
+    # Some slices with positions, some without: the series is damaged.
+    write_series(tmp_path / "mixed", block[:, :, :4], oblique_affine(), series_uid="1.2.826.0.1.3680043.9.5")
+    write_series(tmp_path / "mixed" / "b", block[:, :, 4:6], oblique_affine(), drop_position_tags=True, series_uid="1.2.826.0.1.3680043.9.5", acquisition=2)
+    with pytest.raises(InputError, match=r"missing position tags .* in 2 of 6 slices"):
+        read_dicom(tmp_path / "mixed")
 
 
 def test_no_dicom_in_folder(tmp_path):
@@ -224,9 +230,19 @@ def test_cli_series_option(cli, tmp_path, block):
     assert io.read(tmp_path / "x.nii.gz").shape == (64, 72, 7)
 
 
-@pytest.mark.parametrize("name", ["MR_small_bigendian.dcm", "MR_small_RLE.dcm", "MR_small.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MR_small_bigendian.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small.dcm",
+        "MR_small_implicit.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_jp2klossless.dcm",
+    ],
+)
 def test_other_transfer_syntaxes_match_pydicom(name):
-    """Big-endian and RLE go through pydicom's decoders; plain files through the byte view."""
+    """Big-endian, RLE, JPEG-LS and JPEG 2000 go through pydicom's decoders; plain files through the byte view."""
     import pydicom
 
     ref = pydicom.dcmread(PYDICOM_FILES / "MR_small.dcm").pixel_array
@@ -235,15 +251,148 @@ def test_other_transfer_syntaxes_match_pydicom(name):
     np.testing.assert_array_equal(img.data[:, :, 0], ref.T)
 
 
-def test_undecodable_compression_is_input_error():
-    import pydicom
+def test_missing_decoder_names_syntax_and_package(tmp_path):
+    """Without the plugins, one line names the transfer syntax and the package to install."""
+    import subprocess
+    import sys
 
-    path = PYDICOM_FILES / "MR_small_jpeg_ls_lossless.dcm"
-    try:
-        pydicom.dcmread(path).pixel_array
-        pytest.skip("a JPEG-LS decoder is installed here")
-    except Exception:  # noqa: BLE001
-        pass
-    img = io.read(path)  # the header is fine
-    with pytest.raises(InputError, match="cannot decode pixel data .*pip install pylibjpeg"):
-        img.data  # noqa: B018
+    hide = "import sys; [sys.modules.__setitem__(m, None) for m in ('libjpeg', 'openjpeg', 'pylibjpeg', 'rle')]"
+    code = f"{hide}; sys.argv = ['medcli'] + sys.argv[1:]; from medcli.cli.app import main; main()"
+    r = subprocess.run([sys.executable, "-c", code, "info", str(PYDICOM_FILES / "MR_small_jpeg_ls_lossless.dcm")], capture_output=True, text=True)
+    assert r.returncode == 3
+    assert r.stderr.strip().splitlines() == [
+        f"medcli: error: {PYDICOM_FILES / 'MR_small_jpeg_ls_lossless.dcm'}: cannot decode 'JPEG-LS Lossless Image Compression' "
+        "pixel data: no decoder installed (pip install pylibjpeg pylibjpeg-libjpeg)"
+    ]
+
+
+def test_corrupt_compressed_data_is_one_line(cli, tmp_path):
+    r = cli("convert", PYDICOM_FILES / "JPEG-lossy.dcm", "-o", tmp_path / "x.nii.gz")
+    err = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 3 and not (tmp_path / "x.nii.gz").exists()
+    assert err[-1].startswith("medcli: error: ") and "cannot decode 'JPEG Extended (Process 2 and 4)' pixel data (" in err[-1]
+    assert "Traceback" not in r.stderr.decode()
+
+
+def test_headerless_file_read_with_warning(cli, tmp_path):
+    pixels = np.arange(6 * 7, dtype=np.uint16).reshape(6, 7) * 3
+    write_planar(tmp_path / "old.dcm", pixels, headerless=True, pixel_spacing=(0.4, 0.5))
+    assert (tmp_path / "old.dcm").read_bytes()[128:132] != b"DICM"
+    img = io.read(tmp_path / "old.dcm")
+    np.testing.assert_array_equal(img.data, pixels.T)
+    assert img.meta["dicom"]["part10_header"] is False
+    # In a folder too, beside files that are not DICOM at all.
+    (tmp_path / "notes.txt").write_text("(0008,0016) is a tag, this is not DICOM\n")
+    r = cli("convert", tmp_path, "-o", tmp_path / "old.nii.gz")
+    assert r.returncode == 0, r.stderr.decode()
+    assert "no DICOM Part 10 header (preamble and meta information); read as implicit VR little endian" in r.stderr.decode()
+    np.testing.assert_array_equal(io.read(tmp_path / "old.nii.gz").data, pixels.T)
+
+
+def test_radiograph_without_position_is_2d(cli, tmp_path):
+    """A DX with ImagerPixelSpacing only: 2D, its spacing, a warning; 3D commands refuse it in one line."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 4096, (40, 30)).astype(np.uint16)
+    path = write_planar(tmp_path / "chest.dcm", pixels, modality="DX", imager_spacing=(0.15, 0.2),
+                        sop_class="1.2.840.10008.5.1.4.1.1.1.1")
+    img = io.read(path)
+    assert img.shape == (30, 40)
+    np.testing.assert_allclose(img.affine, np.diag([-0.2, -0.15, 1.0, 1.0]))
+    np.testing.assert_array_equal(img.data, pixels.T)
+    r = cli("convert", path, "-o", tmp_path / "chest.nii.gz")
+    assert r.returncode == 0, r.stderr.decode()
+    assert "2D DX image without patient position" in r.stderr.decode() and "0.2 x 0.15 mm from ImagerPixelSpacing" in r.stderr.decode()
+    import nibabel as nib
+
+    out = nib.load(tmp_path / "chest.nii.gz")
+    assert out.shape == (30, 40) and out.get_data_dtype() == np.uint16
+    np.testing.assert_array_equal(np.asarray(out.dataobj), pixels.T)
+    r = cli("info", path)
+    assert r.returncode == 0 and "2D, no patient position" in r.stdout.decode() and "shape        30 x 40" in r.stdout.decode()
+    r = cli("denoise", path, "-o", tmp_path / "dn.nii.gz")
+    assert r.returncode == 3 and not (tmp_path / "dn.nii.gz").exists()
+    assert r.stderr.decode().strip().splitlines()[-1] == (
+        f"medcli: error: {path}: this command needs a 3D image; this is a 2D image "
+        "(Digital X-Ray Image Storage - For Presentation, shape (30, 40)) without patient position"
+    )
+
+
+def test_rgb_secondary_capture_is_a_colour_image(cli, tmp_path):
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (20, 25, 3)).astype(np.uint8)
+    path = write_planar(tmp_path / "shot.dcm", rgb, photometric="RGB", modality="OT", pixel_spacing=(0.5, 0.5))
+    img = io.read(path)
+    assert img.shape == (25, 20, 1, 3) and img.meta["color"] == "RGB"
+    np.testing.assert_array_equal(img.data[:, :, 0, :], rgb.transpose(1, 0, 2))
+    r = cli("convert", path, "-o", tmp_path / "shot.nii.gz")
+    assert r.returncode == 0, r.stderr.decode()
+    back = io.read(tmp_path / "shot.nii.gz")
+    np.testing.assert_array_equal(back.data.reshape(25, 20, 3), rgb.transpose(1, 0, 2))
+
+
+def test_palette_colour_is_looked_up():
+    import pydicom
+    from pydicom.pixels import apply_color_lut
+
+    ds = pydicom.dcmread(PYDICOM_FILES / "examples_palette.dcm")
+    ref = apply_color_lut(ds.pixel_array, ds)  # (rows, cols, 3) uint16
+    img = io.read(PYDICOM_FILES / "examples_palette.dcm")
+    assert img.shape == (800, 350, 1, 3) and img.dtype == np.uint16
+    np.testing.assert_array_equal(img.data[:, :, 0, :], ref.transpose(1, 0, 2))
+
+
+def test_enhanced_multi_echo_is_4d(tmp_path, block):
+    aff = oblique_affine(deg=(5.0, -10.0, 15.0))
+    vol = np.stack([block[:, :, :6] * f for f in (1.0, 0.7, 0.5)], axis=-1)
+    write_enhanced(tmp_path / "me.dcm", vol, aff, echo_times=[30.0, 10.0, 20.0])
+    img = io.read(tmp_path / "me.dcm")
+    assert img.shape == (64, 72, 6, 3)
+    np.testing.assert_allclose(img.affine, aff, atol=1e-5)
+    # Volumes come in echo-time order, whatever the frame order in the file.
+    np.testing.assert_array_equal(img.data, np.rint(vol[..., [1, 2, 0]]).astype(img.dtype))
+    assert img.meta["dicom"]["echo_times_ms"] == [10.0, 20.0, 30.0]
+
+
+def test_enhanced_diffusion_b_values(tmp_path, block):
+    vol = np.stack([block[:, :, :4], block[:, :, :4] * 0.5], axis=-1)
+    write_enhanced(tmp_path / "dwi.dcm", vol, oblique_affine(), b_values=[1000.0, 0.0])
+    img = io.read(tmp_path / "dwi.dcm")
+    assert img.shape == (64, 72, 4, 2) and img.meta["dicom"]["b_values"] == [0.0, 1000.0]
+    np.testing.assert_array_equal(img.data[..., 0], np.rint(vol[..., 1]).astype(img.dtype))
+
+
+def test_enhanced_object_with_two_stacks_lists_each(tmp_path, block):
+    ax = oblique_affine(deg=(0.0, 0.0, 0.0))
+    sag = oblique_affine(deg=(0.0, 90.0, 0.0))
+    write_enhanced(tmp_path / "loc.dcm", block[:, :, :5], ax, stacks=[(block[:, :, 5:8], sag)])
+    with pytest.raises(InputError, match=r"2 DICOM series found.*/stack-1 'enhanced \(stack 1\)' \(5 slices\).*/stack-2 'enhanced \(stack 2\)' \(3 slices\)"):
+        io.read(tmp_path / "loc.dcm")
+    img = io.read(tmp_path / "loc.dcm", series=_stack_uid(tmp_path / "loc.dcm", "2"))
+    assert img.shape == (64, 72, 3)
+    np.testing.assert_allclose(img.affine, sag, atol=1e-5)
+    np.testing.assert_array_equal(img.data, block[:, :, 5:8])
+
+
+def _stack_uid(path, stack):
+    from medcli.io.dicom import list_series
+
+    return next(s["series_uid"] for s in list_series(path) if s["series_uid"].endswith(f"/stack-{stack}"))
+
+
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        ("rtplan.dcm", "RT Plan Storage, modality RTPLAN"),
+        ("test-SR.dcm", "Comprehensive SR Storage, modality SR"),
+        ("waveform_ecg.dcm", "12-lead ECG Waveform Storage, modality ECG"),
+        ("rtstruct.dcm", "RT Structure Set Storage, modality RTSTRUCT"),
+    ],
+)
+def test_non_image_objects_named_by_info_refused_by_convert(cli, tmp_path, name, what):
+    r = cli("info", PYDICOM_FILES / name)
+    assert r.returncode == 0, r.stderr.decode()
+    assert "DICOM, no image" in r.stdout.decode() and what in r.stdout.decode()
+    r = cli("convert", PYDICOM_FILES / name, "-o", tmp_path / "x.nii.gz")
+    err = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 3 and "not an image: DICOM " in err[-1] and "medcli reads images only" in err[-1]
+    assert all(line.startswith("medcli: ") for line in err)

@@ -245,7 +245,9 @@ def _object_summary(ds, path: Path) -> dict:
 def _not_an_image(objects: list[dict], path: Path, explicit: bool, searched: int) -> NotAnImage:
     if explicit:
         o = objects[0]
-        what = o["sop_class"] + (f" object (modality {o['modality']})" if o["modality"] else " object")
+        name, bare = o["sop_class"], " without pixel data"
+        what = name[: -len(bare)] + " object" + bare if name.endswith(bare) else name + " object"
+        what += f" (modality {o['modality']})" if o["modality"] else ""
         hint = "; give the folder it indexes" if o["sop_class_uid"] == _DICOMDIR_UID else "; medcli reads images only"
         return NotAnImage(f"not an image: DICOM {what}{hint}", path, objects)
     kinds: dict[str, int] = {}
@@ -400,6 +402,11 @@ def _slices_of(ds, path: Path) -> list[_Slice]:
 
     shared = _first(getattr(ds, "SharedFunctionalGroupsSequence", None))
     per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
+    if per_frame is not None and len(per_frame) > nframes:
+        from medcli.cli.runtime import log
+
+        log.warning(f"{path}: {len(per_frame)} per-frame functional groups for {nframes} frame(s); using the first {nframes}")
+        per_frame = list(per_frame)[:nframes]
     if per_frame is not None and len(per_frame) == nframes:
         out = []
         for k, fg in enumerate(per_frame):
@@ -702,6 +709,8 @@ def _pixels(ds) -> np.ndarray:
     Colour comes out as RGB, as pydicom gives it: YBR converted, palette
     indices looked up in the palette's tables.
     """
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise InputError(f"no pixel data: a {_sop_name(ds) or 'DICOM'} object with image attributes but without its pixels")
     syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
     if not syntax:
         # A headerless file: its encoding is the one pydicom found when parsing it.
@@ -759,8 +768,8 @@ def _loader(stacks: list[list[_Slice]], shape: tuple[int, ...], dtype: np.dtype,
                         raise InputError(f"cannot read the pixel data ({_short(e)})", sl.file) from e
                     try:
                         arr = _pixels(ds)
-                    except InputError:
-                        raise
+                    except InputError as e:
+                        raise InputError(e.message, sl.file) from e
                     except Exception as e:  # noqa: BLE001 - decoder errors come in many types
                         raise _decode_error(ds, e, sl.file) from e
                     if uses[sl.file] > 1:

@@ -309,6 +309,13 @@ def test_radiograph_without_position_is_2d(cli, tmp_path):
     np.testing.assert_array_equal(np.asarray(out.dataobj), pixels.T)
     r = cli("info", path)
     assert r.returncode == 0 and "2D, no patient position" in r.stdout.decode() and "shape        30 x 40" in r.stdout.decode()
+
+
+@pytest.mark.slow
+def test_3d_command_refuses_2d_dicom_in_one_line(cli, tmp_path):
+    pixels = np.arange(40 * 30, dtype=np.uint16).reshape(40, 30)
+    path = write_planar(tmp_path / "chest.dcm", pixels, modality="DX", imager_spacing=(0.15, 0.2),
+                        sop_class="1.2.840.10008.5.1.4.1.1.1.1")
     r = cli("denoise", path, "-o", tmp_path / "dn.nii.gz")
     assert r.returncode == 3 and not (tmp_path / "dn.nii.gz").exists()
     assert r.stderr.decode().strip().splitlines()[-1] == (
@@ -379,20 +386,18 @@ def _stack_uid(path, stack):
     return next(s["series_uid"] for s in list_series(path) if s["series_uid"].endswith(f"/stack-{stack}"))
 
 
-@pytest.mark.parametrize(
-    ("name", "what"),
-    [
-        ("rtplan.dcm", "RT Plan Storage, modality RTPLAN"),
-        ("test-SR.dcm", "Comprehensive SR Storage, modality SR"),
-        ("waveform_ecg.dcm", "12-lead ECG Waveform Storage, modality ECG"),
-        ("rtstruct.dcm", "RT Structure Set Storage, modality RTSTRUCT"),
-    ],
-)
-def test_non_image_objects_named_by_info_refused_by_convert(cli, tmp_path, name, what):
-    r = cli("info", PYDICOM_FILES / name)
+def test_non_image_objects_named_by_info_refused_by_convert(cli, tmp_path):
+    names = ["rtplan.dcm", "test-SR.dcm", "waveform_ecg.dcm", "rtstruct.dcm"]
+    r = cli("info", *[PYDICOM_FILES / n for n in names])
     assert r.returncode == 0, r.stderr.decode()
-    assert "DICOM, no image" in r.stdout.decode() and what in r.stdout.decode()
-    r = cli("convert", PYDICOM_FILES / name, "-o", tmp_path / "x.nii.gz")
-    err = r.stderr.decode().strip().splitlines()
-    assert r.returncode == 3 and "not an image: DICOM " in err[-1] and "medcli reads images only" in err[-1]
-    assert all(line.startswith("medcli: ") for line in err)
+    out = r.stdout.decode()
+    assert out.count("DICOM, no image: 1 object(s)") == 4
+    for what in ("RT Plan Storage, modality RTPLAN", "Comprehensive SR Storage, modality SR 'Demonstration of SR Features'",
+                 "12-lead ECG Waveform Storage, modality ECG", "RT Structure Set Storage, modality RTSTRUCT"):
+        assert what in out
+    r = cli("convert", PYDICOM_FILES / "rtplan.dcm", "-o", tmp_path / "x.nii.gz")
+    assert r.returncode == 3 and not (tmp_path / "x.nii.gz").exists()
+    assert r.stderr.decode().strip().splitlines() == [
+        f"medcli: error: {PYDICOM_FILES / 'rtplan.dcm'}: not an image: DICOM RT Plan Storage object (modality RTPLAN); "
+        "medcli reads images only"
+    ]

@@ -63,6 +63,7 @@ def read_itk(path: Path) -> Image:
     from medcli.io import check_size
 
     kind = path.suffix.lstrip(".").upper()
+    check_text_header(path, kind)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -113,6 +114,62 @@ def read_itk(path: Path) -> Image:
     return Image(load, affine, meta, shape=shape, dtype=dtype)
 
 
+#: Header fields that give the dimension count and the sizes, per format.
+_TEXT_HEADERS = {
+    "NRRD": (":", "dimension", "sizes", None),
+    "NHDR": (":", "dimension", "sizes", None),
+    "MHA": ("=", "ndims", "dimsize", "elementnumberofchannels"),
+    "MHD": ("=", "ndims", "dimsize", "elementnumberofchannels"),
+}
+
+
+def check_text_header(path: Path, kind: str) -> None:
+    """Refuse an absurd NRRD/MetaImage header before ITK sees it.
+
+    ITK trusts these fields: ``NDims = 2147483648`` makes MetaIO loop for
+    minutes and a huge ``sizes`` line allocates before reading. The header is
+    text, so medcli checks the dimension count and sizes itself (and, through
+    :func:`medcli.io.check_size`, the memory they claim) before any allocation.
+    """
+    from medcli.io import check_size
+
+    sep, dim_key, size_key, chan_key = _TEXT_HEADERS[kind]
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except OSError:
+        return  # ITK will say why
+    fields: dict[str, str] = {}
+    for raw in head.split(b"\n"):
+        line = raw.decode("latin-1").strip()
+        if not line:
+            if kind in ("NRRD", "NHDR") and fields:
+                break  # the blank line that ends a NRRD header
+            continue
+        if line.startswith("#") or sep not in line:
+            continue
+        key, _, val = line.partition(sep)
+        key = key.strip().lower()
+        fields.setdefault(key, val.strip())
+        if kind in ("MHA", "MHD") and key == "elementdatafile":
+            break
+    if dim_key not in fields and size_key not in fields:
+        return  # not this format at all: ITK's own message is the clearest
+    try:
+        ndim = int(fields.get(dim_key, "0"))
+        sizes = [int(v) for v in fields.get(size_key, "").split()]
+        chans = int(fields.get(chan_key, "1")) if chan_key else 1
+    except ValueError:
+        raise InputError(f"invalid {kind} header: {dim_key}/{size_key} are not integers", path) from None
+    if not 1 <= ndim <= 5:
+        raise InputError(f"invalid {kind} header: {ndim} dimensions (medcli reads 2 to 4, plus vector components)", path)
+    if len(sizes) != ndim:
+        raise InputError(f"invalid {kind} header: {len(sizes)} sizes for {ndim} dimensions", path)
+    if not 1 <= chans <= 4096:
+        raise InputError(f"invalid {kind} header: {chans} components per voxel", path)
+    check_size(tuple(sizes) + ((chans,) if chans > 1 else ()), path)
+
+
 def itk_geometry_to_affine(direction, spacing, origin, dim: int) -> np.ndarray:
     d = np.asarray(direction, float).reshape(dim, dim)
     aff = np.eye(4)
@@ -139,7 +196,13 @@ def write_itk(image: Image, path: Path) -> None:
     rot = image.affine[:3, :3] / sp
     d3 = _LPS @ rot
     o3 = _LPS @ image.affine[:3, 3]
-    if data.ndim == 4:
+    if data.ndim == 4 and image.meta.get("color") and data.shape[3] in (3, 4):
+        # Colour (e.g. a DICOM RGB capture): one 3-component vector pixel per voxel, as viewers expect.
+        img = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0, 3)), isVector=True)
+        img.SetDirection(tuple(d3.ravel()))
+        img.SetSpacing(tuple(sp.tolist()))
+        img.SetOrigin(tuple(o3.tolist()))
+    elif data.ndim == 4:
         arr = data.transpose(3, 2, 1, 0)  # (t, z, y, x)
         img = sitk.GetImageFromArray(np.ascontiguousarray(arr), isVector=False)
         d4 = np.eye(4)

@@ -28,6 +28,8 @@ def read_nibabel(path: Path, load=None, kind: str | None = None) -> Image:
     import nibabel as nib
 
     kind = kind or _kind(path)
+    if load is None and kind == "MGH/MGZ":
+        _check_mgh_size(path)
     try:
         with _header_problems() as problems:
             nimg = (load or (lambda p: nib.load(str(p))))(path)
@@ -43,6 +45,27 @@ def read_nibabel(path: Path, load=None, kind: str | None = None) -> Image:
     refuse_non_volume(nimg, path)
     _judge_header_problems(problems, nimg.header, path)
     return from_nibabel(nimg, path, shape)
+
+
+def _check_mgh_size(path: Path) -> None:
+    """Refuse absurd MGH dimensions before nibabel seeks or allocates for them.
+
+    The MGH header starts with big-endian int32 version, width, height, depth, frames.
+    """
+    from medcli.io import check_size
+
+    try:
+        opener = gzip.open if str(path).lower().endswith(".mgz") else open
+        with opener(path, "rb") as f:
+            head = f.read(20)
+    except (OSError, EOFError, zlib.error):
+        return  # nibabel's own message follows
+    if len(head) < 20:
+        return
+    version, *dims = (int(v) for v in np.frombuffer(head, ">i4"))
+    if version != 1:
+        return
+    check_size(tuple(dims[:3]) + ((dims[3],) if dims[3] > 1 else ()), path)
 
 
 @contextmanager
@@ -72,7 +95,8 @@ def _header_problems():
             yield found
         finally:
             imageglobals.logger.removeHandler(keep)
-            found.extend(" ".join(str(w.message).split()) for w in said)
+            noise = (ResourceWarning, DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+            found.extend(" ".join(str(w.message).split()) for w in said if not issubclass(w.category, noise))
 
 
 def _judge_header_problems(problems: list[str], hdr, path) -> None:
@@ -229,8 +253,13 @@ def to_nibabel(image: Image, nifti2: bool = False):
 
     stored = storable(image.data, "nifti", image.meta.get("scaling"))
     data = stored.data
+    colour = image.meta.get("color") and data.ndim == 4 and data.shape[3] in (3, 4)
+    if colour:
+        data = data[:, :, :, None, :]  # NIfTI keeps vector components on the 5th axis (t = 1)
     cls = nib.Nifti2Image if nifti2 else nib.Nifti1Image
     nimg = cls(data, image.affine)
+    if colour:
+        nimg.header.set_intent("vector")
     hdr = nimg.header
     if stored.slope is not None:
         hdr.set_slope_inter(stored.slope, stored.inter)
@@ -261,8 +290,11 @@ def write_nibabel(image: Image, path: Path) -> None:
             from medcli.cli.runtime import log
 
             log.warning(f"MGH/MGZ output: {stored.note}")
-        mgh = nib.MGHImage(stored.data, image.affine)
-        if stored.data.ndim == 4 and "tr" in image.meta:
+        data = stored.data
+        if data.ndim == 4 and data.shape[3] == 1:
+            data = data[..., 0]  # MGH has no 4D with one frame: it is a 3D volume
+        mgh = nib.MGHImage(data, image.affine)
+        if data.ndim == 4 and "tr" in image.meta:
             mgh.header["tr"] = float(image.meta["tr"]) * 1000.0
         nib.save(mgh, str(path))
         return

@@ -176,15 +176,17 @@ def sample_like_itk(volume: np.ndarray, vox: np.ndarray, order: int, fill: float
 
     ITK (and so ANTs, SimpleITK, Slicer) counts a point as inside the image up
     to half a voxel beyond the outer voxel centres and clamps the interpolation
-    to the edge there; farther out it uses ``fill`` (zero displacement for a
-    field). Matching this rule is what makes medcli's warped images equal to
+    to the edge there (B-splines: mirrors); farther out it uses ``fill`` (zero
+    displacement for a field). Matching this rule is what makes medcli's warped images equal to
     ``antsApplyTransforms``' at the field-of-view border.
     """
     from scipy import ndimage
 
     n = np.asarray(volume.shape[:3], dtype=np.float64)[:, None]
     inside = ((vox >= -0.5) & (vox < n - 0.5)).all(axis=0)
-    out = ndimage.map_coordinates(volume, vox, order=order, mode="nearest", prefilter=order > 1)
+    # ITK's B-spline coefficients use mirror boundaries; linear/nearest clamp to the edge.
+    mode = "mirror" if order > 1 else "nearest"
+    out = ndimage.map_coordinates(volume, vox, order=order, mode=mode, prefilter=order > 1)
     out[~inside] = fill
     return out
 

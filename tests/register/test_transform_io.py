@@ -12,6 +12,7 @@ from medcli.register.transforms import AffineTransform, DisplacementField, Trans
 from tests.register._interop import (
     LPS,
     ants_points,
+    ants_syn,
     brain_points,
     bump_field,
     known_affine,
@@ -119,21 +120,8 @@ def test_chain_of_field_and_affine_applied_by_ants(tmp_path, t1):
     assert np.abs(ants_points(pts, files) - chain.transform_points(pts)).max() < 0.01
 
 
-@pytest.fixture(scope="module")
-def ants_reg(tmp_path_factory, t1):
-    """ANTsPy SyN (affine + warp) of the 4 mm T1 moved by a known affine and bump."""
-    folder = tmp_path_factory.mktemp("antsreg")
-    truth = TransformChain([bump_field(t1), known_affine()])
-    moving = warp_image(t1, truth, t1)
-    reg = ants.registration(
-        to_ants(t1, folder), to_ants(moving, folder), "SyN", reg_iterations=(40, 20, 0), random_seed=1,
-        outprefix=str(folder / "reg"),
-    )
-    return reg, moving
-
-
-def test_ants_written_transforms_applied_identically(ants_reg, t1, tmp_path):
-    reg, moving = ants_reg
+def test_ants_written_transforms_applied_identically(t1, tmp_path):
+    reg, moving, _ = ants_syn()
     fwd = reg["fwdtransforms"]
     assert fwd[0].endswith("1Warp.nii.gz") and fwd[1].endswith("0GenericAffine.mat")
     chain = TransformChain([t for f in fwd for t in read_transform(f)])

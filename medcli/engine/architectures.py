@@ -18,6 +18,7 @@ ARCHITECTURES: dict[str, str] = {
     "unet": "medcli.engine.unet:UNet",
     "deepbet": "medcli.engine.deepbet:DeepBetNet",
     "hdbet": "medcli.engine.hdbet:HDBetNet",
+    "unrolled_mri": "medcli.recon.mri.learned:UnrolledNet",
     "plane-classifier": "medcli.engine.classify:PlaneClassifier",
 }
 

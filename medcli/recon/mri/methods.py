@@ -289,6 +289,7 @@ def reconstruct_mri(
     import torch
 
     from medcli.cli.runtime import log
+    from medcli.recon.mri.fft import tifft2c
 
     if method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}")
@@ -316,7 +317,8 @@ def reconstruct_mri(
         k = torch.from_numpy(ks.data[s : s + 1]).to(device)
         m = torch.from_numpy(ks.mask[s : s + 1].astype(np.float32)).to(device)
         if method == "zerofill":
-            img = zerofill(k).to(k.dtype)
+            # One coil: its complex image; several: the root-sum-of-squares (no phase).
+            img = tifft2c(k)[:, 0] if k.shape[1] == 1 else zerofill(k).to(k.dtype)
             smap = None
         else:
             smap = torch.from_numpy(maps[s : s + 1]).to(device) if maps is not None else estimate_maps(k, ks.mask[s : s + 1])

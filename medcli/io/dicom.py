@@ -30,6 +30,11 @@ position, echo time, b-value and gradient direction), so a multi-echo,
 dynamic or diffusion object is one 4D image; an object holding several stacks
 (StackID, e.g. a three-plane localizer) lists each stack as its own series.
 
+Siemens mosaics (ImageType MOSAIC: one file per volume, slices tiled in
+one image) are unpacked with the CSA header through nibabel.nicom (the
+mosaic's corrected position, slice normal and count; b-value and gradient
+for diffusion), so a DWI or fMRI run is one 4D image.
+
 Compressed transfer syntaxes (JPEG baseline/extended/lossless, JPEG-LS, JPEG
 2000, RLE, deflate) are decoded by pydicom's plugins (pylibjpeg and its
 libjpeg, openjpeg and rle packages, dependencies of medcli). Files written
@@ -109,6 +114,7 @@ class _Slice:
     order: tuple = ()  # ordering of repeated slices at one position (4D)
     samples: int = 1
     forced: bool = False  # no Part 10 header: read with pydicom's force
+    mosaic: int = 0  # Siemens mosaic: slices in the file (frame = tile index), 0 otherwise
     labels: dict = field(default_factory=dict)  # what tells the volumes apart (echo time, b-value...)
 
 
@@ -397,6 +403,8 @@ def _slices_of(ds, path: Path) -> list[_Slice]:
     forced = bool(getattr(ds, "medcli_forced", False))
     common = dict(rows=rows, cols=cols, samples=samples, forced=forced)
 
+    if nframes <= 1 and _is_mosaic(ds):
+        return _mosaic_slices(ds, path, iop, ps, thick, slope, inter, base, forced)
     if nframes <= 1 and "PerFrameFunctionalGroupsSequence" not in ds:
         return [_Slice(path, None, ipp, iop, ps, thick, slope, inter, order=base, **common)]
 
@@ -453,6 +461,71 @@ def _slices_of(ds, path: Path) -> list[_Slice]:
         ]
     # Frames without their own positions (cine, ultrasound loops): nothing to place them with.
     return [_Slice(path, k, None, iop, ps, thick, slope, inter, order=base + (k,), **common) for k in range(nframes)]
+
+
+def _is_mosaic(ds) -> bool:
+    kinds = getattr(ds, "ImageType", None) or []
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    return any(str(k).strip().upper() == "MOSAIC" for k in kinds) and "SIEMENS" in str(getattr(ds, "Manufacturer", "")).upper()
+
+
+def _mosaic_slices(ds, path: Path, iop, ps, thick, slope, inter, base, forced) -> list[_Slice]:
+    """The slices tiled in a Siemens mosaic, placed with its CSA header (through nibabel.nicom).
+
+    The mosaic's ImagePositionPatient is the corner of the whole tiled image,
+    not of a slice; nibabel's MosaicWrapper corrects it, and the CSA header
+    gives the number of slices, the slice normal and the diffusion b-value.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nibabel.nicom warns that it is experimental on import
+        from nibabel.nicom import csareader
+        from nibabel.nicom.dicomwrappers import MosaicWrapper
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            w = MosaicWrapper(ds)
+            n = int(w.n_mosaic)
+            tile_rows, tile_cols = int(w.image_shape[0]), int(w.image_shape[1])
+            pos0 = np.asarray(w.image_position, float)
+            normal = np.asarray(w.slice_normal, float)
+            step = float(w.voxel_sizes[2])
+            csa = csareader.get_csa_header(ds, "image")
+            bval = csareader.get_b_value(csa) if csa else None
+            grad = csareader.get_g_vector(csa) if csa else None
+    except Exception as e:  # noqa: BLE001 - a mosaic without a usable CSA header
+        raise InputError(
+            f"Siemens mosaic (ImageType MOSAIC) whose CSA header cannot be used to unpack the slices ({_short(e)}); "
+            "try dcm2niix",
+            path,
+        ) from e
+    if n < 1 or tile_rows < 1 or tile_cols < 1 or not np.all(np.isfinite(pos0)) or not np.all(np.isfinite(normal)):
+        raise InputError(f"Siemens mosaic with an invalid CSA header ({n} slices of {tile_rows}x{tile_cols})", path)
+    labels: dict = {}
+    if bval is not None and np.isfinite(float(bval)):
+        labels["b_value"] = float(bval)
+        labels["gradient"] = [float(x) for x in grad] if grad is not None else [0.0, 0.0, 0.0]
+    return [
+        _Slice(
+            path, k, pos0 + k * step * normal, iop, ps, thick, slope, inter,
+            rows=tile_rows, cols=tile_cols, order=base + (k,), forced=forced, mosaic=n, labels=dict(labels),
+        )
+        for k in range(n)
+    ]
+
+
+def _unmosaic(arr: np.ndarray, rows: int, cols: int, n: int, path: Path) -> np.ndarray:
+    """(n, rows, cols) slices from a mosaic image of tiles, row-major from the top left."""
+    per_row = arr.shape[1] // cols
+    if per_row < 1 or arr.shape[0] // rows * per_row < n:
+        raise InputError(f"mosaic of shape {arr.shape} cannot hold {n} slices of {rows}x{cols}", path)
+    out = np.empty((n, rows, cols), arr.dtype)
+    for k in range(n):
+        r, c = divmod(k, per_row)
+        out[k] = arr[r * rows : (r + 1) * rows, c * cols : (c + 1) * cols]
+    return out
 
 
 def _frame_labels(fg, shared) -> dict:
@@ -772,6 +845,8 @@ def _loader(stacks: list[list[_Slice]], shape: tuple[int, ...], dtype: np.dtype,
                         raise InputError(e.message, sl.file) from e
                     except Exception as e:  # noqa: BLE001 - decoder errors come in many types
                         raise _decode_error(ds, e, sl.file) from e
+                    if sl.mosaic:
+                        arr = _unmosaic(arr, sl.rows, sl.cols, sl.mosaic, sl.file)
                     if uses[sl.file] > 1:
                         cache[sl.file] = arr
                 frame = arr[sl.frame] if sl.frame is not None else arr

@@ -4,7 +4,9 @@ Every output of medcli goes through :func:`atomic_output`: the writer fills a
 temporary file in the destination folder (same file system, so the final
 ``os.replace`` is atomic) and only a complete file gets the real name. On any
 error, Ctrl-C or SIGTERM the temporary file is removed and an existing file at
-the destination is left untouched.
+the destination is left untouched. SIGKILL cannot be caught: it may leave the
+temporary file (``.NAME.medcli-PID@HOST-tmp.EXT``, never the output's name),
+which the next write to the same output removes once PID is gone.
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ def atomic_output(dest: str | Path, force: bool = False) -> Iterator[Path]:
         ...     tmp.write_text("{}")
     """
     dest = check_writable(dest, force)
-    tmp = dest.parent / f".{dest.name[: -len(suffixes(dest)) or None]}.medcli-{os.getpid()}-tmp{suffixes(dest)}"
+    stem, ext = dest.name[: -len(suffixes(dest)) or None], suffixes(dest)
+    _remove_stale_temps(dest.parent, stem, ext)
+    tmp = dest.parent / f".{stem}.medcli-{os.getpid()}@{_HOST}-tmp{ext}"
     with _lock:
         _pending.add(tmp)
     try:
@@ -100,6 +104,54 @@ def atomic_output(dest: str | Path, force: bool = False) -> Iterator[Path]:
                 tmp.unlink()
             except OSError:
                 pass
+
+
+def _host() -> str:
+    import re
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_-]", "", socket.gethostname().split(".")[0])[:32] or "host"
+
+
+#: In temporary names, so that only this machine's dead writers are cleaned (shared file systems).
+_HOST = _host()
+
+
+def _remove_stale_temps(folder: Path, stem: str, ext: str) -> None:
+    """Remove temporary files of earlier writes to the same output whose process is gone.
+
+    SIGKILL (the OOM killer, a scheduler's hard limit) leaves the temporary
+    file of an interrupted write; it never has the output's name, and the
+    next write to that output removes it. Only files of processes of this
+    host are touched: on a shared file system another node's writer is alive
+    whatever this host's process table says.
+    """
+    import glob
+    import re
+
+    pattern = re.compile(rf"\.medcli-(\d+)@{re.escape(_HOST)}-tmp{re.escape(ext)}$")
+    try:
+        found = list(folder.glob(f".{glob.escape(stem)}.medcli-*@{glob.escape(_HOST)}-tmp{glob.escape(ext)}"))
+    except OSError:
+        return
+    for p in found:
+        m = pattern.search(p.name)
+        if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True
 
 
 def _fsync(path: Path) -> None:

@@ -35,7 +35,8 @@ class MedcliError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = None if path is None else str(path)
-        self.message = message
+        # One line whatever a library put in the text (a DICOM UID with a newline, a multi-line parser message).
+        self.message = " ".join(message.split()) if "\n" in message or "\r" in message else message
         super().__init__(self.__str__())
 
     def __str__(self) -> str:

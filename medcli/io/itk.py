@@ -208,7 +208,10 @@ def write_itk(image: Image, path: Path) -> None:
         d4 = np.eye(4)
         d4[:3, :3] = d3
         img.SetDirection(tuple(d4.ravel()))
-        img.SetSpacing(tuple(sp.tolist()) + (float(image.meta.get("tr", 1.0)),))
+        from medcli.io.nifti import _positive
+
+        tr = float(image.meta["tr"]) if _positive(image.meta.get("tr")) else 1.0
+        img.SetSpacing(tuple(sp.tolist()) + (tr,))
         img.SetOrigin(tuple(o3.tolist()) + (0.0,))
     else:
         img = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))

@@ -266,7 +266,7 @@ def to_nibabel(image: Image, nifti2: bool = False):
     hdr.set_sform(image.affine, code=int(image.meta.get("sform_code", 1)))
     hdr.set_qform(image.affine, code=1)
     hdr.set_xyzt_units("mm", "sec")
-    if data.ndim == 4 and "tr" in image.meta:
+    if data.ndim == 4 and _positive(image.meta.get("tr")):
         zooms = list(hdr.get_zooms())
         zooms[3] = float(image.meta["tr"])
         hdr.set_zooms(zooms)
@@ -294,12 +294,20 @@ def write_nibabel(image: Image, path: Path) -> None:
         if data.ndim == 4 and data.shape[3] == 1:
             data = data[..., 0]  # MGH has no 4D with one frame: it is a 3D volume
         mgh = nib.MGHImage(data, image.affine)
-        if data.ndim == 4 and "tr" in image.meta:
+        if data.ndim == 4 and _positive(image.meta.get("tr")):
             mgh.header["tr"] = float(image.meta["tr"]) * 1000.0
         nib.save(mgh, str(path))
         return
     nimg = to_nibabel(image)
     nimg.to_filename(str(path))
+
+
+def _positive(value) -> bool:
+    """A usable TR: a finite number above zero (a corrupt header may say 0, -1 or NaN)."""
+    try:
+        return bool(np.isfinite(float(value)) and float(value) > 0)
+    except (TypeError, ValueError):
+        return False
 
 
 def _kind(path: Path) -> str:

@@ -35,24 +35,24 @@ def read_input(source: str) -> Any:
     "register apply",
     summary="Apply transforms to images, label maps and points (ANTs/ITK .mat, .tfm, .h5, warp fields).",
     description="Resamples each INPUT onto --reference through the transforms, given as antsApplyTransforms takes "
-    "them: the output of 'medcli register --transform PREFIX' (PREFIX_warp.nii.gz then PREFIX_affine.mat), or ANTs' "
-    "fwdtransforms (1Warp.nii.gz then 0GenericAffine.mat), ITK .tfm/.h5 files and Slicer's; [FILE,1] uses FILE's "
+    "them: the output of 'medcli register --transform PREFIX' (PREFIX_1Warp.nii.gz then PREFIX_0GenericAffine.mat) "
+    "or of antsRegistration (the same names), ITK .tfm/.h5 files and 3D Slicer's; [FILE,1] uses FILE's "
     "inverse, --invert the inverse of the whole list (moving <-> fixed). Images: linear, bspline (cubic, SciPy) or "
     "lanczos (ITK windowed sinc); 4D series volume by volume. --labels: integer label maps, each label's indicator "
     "interpolated and the largest wins: smooth (default; indicators smoothed by a Gaussian of --label-sigma voxels "
     "first: GM Dice .981 vs .976 linear and .961 nearest on the MNI tissue maps through a rotation and warp), linear "
-    "(ANTs' GenericLabel) or nearest. Point files (.fcsv, .mrk.json, .json, .csv in world mm; Slicer's LPS and legacy RAS honoured) move "
-    "the way a user expects: a point placed on the moving image lands on the same anatomy in the fixed image. That "
+    "(ANTs' GenericLabel) or nearest. Point files (.fcsv, .mrk.json, .json, .csv in world mm; Slicer's LPS and "
+    "legacy RAS honoured) move the way a user expects: a point placed on the moving image lands on the same anatomy in the fixed image. That "
     "needs the inverse mapping, which medcli takes care of: affines are inverted exactly, a warp field uses the "
-    "inverse warp written beside it (1InverseWarp.nii.gz, _inverse_warp.nii.gz) or is inverted at each point by "
+    "inverse warp written beside it (PREFIX_1InverseWarp.nii.gz) or is inverted at each point by "
     "fixed-point iteration; do not pass inverse transforms for points yourself. Points keep their format "
     "unless -o names another.",
     examples=[
-        ("Warp a scan onto the template", "medcli register apply t1.nii.gz -t sub_warp.nii.gz -t sub_affine.mat -r sample:t1 -o t1_mni.nii.gz"),
-        ("Labels, as ANTs' GenericLabel", "medcli register apply aseg.nii.gz --labels -t sub_warp.nii.gz -t sub_affine.mat -r sample:t1 -o aseg_mni.nii.gz"),
-        ("Template labels back to the subject", "medcli register apply atlas.nii.gz --labels --invert -t sub_warp.nii.gz -t sub_affine.mat -r t1.nii.gz -o atlas_sub.nii.gz"),
-        ("Subject landmarks to the template", "medcli register apply points.fcsv -t sub_warp.nii.gz -t sub_affine.mat -o points_mni.fcsv"),
-        ("ANTs transforms", "medcli register apply t1.nii.gz -t reg1Warp.nii.gz -t reg0GenericAffine.mat -r fixed.nii.gz -o out.nii.gz"),
+        ("A second scan onto the template", "medcli register apply t2.nii.gz -t sub_1Warp.nii.gz -t sub_0GenericAffine.mat -r sample:t1 -o t2_mni.nii.gz"),
+        ("A label map, labels kept whole", "medcli register apply aseg.nii.gz --labels -t sub_1Warp.nii.gz -t sub_0GenericAffine.mat -r sample:t1 -o aseg_mni.nii.gz"),
+        ("Template labels back to the subject", "medcli register apply atlas.nii.gz --labels --invert -t sub_1Warp.nii.gz -t sub_0GenericAffine.mat -r t1.nii.gz -o atlas_sub.nii.gz"),
+        ("Subject landmarks to the template", "medcli register apply points.fcsv -t sub_1Warp.nii.gz -t sub_0GenericAffine.mat -o points_mni.fcsv"),
+        ("ANTs' inverse syntax, Lanczos", "medcli register apply fixed.nii.gz -t [reg0GenericAffine.mat,1] -t reg1InverseWarp.nii.gz -r moving.nii.gz -n lanczos -o out.nii.gz"),
     ],
     references=[
         "Avants BB et al. A reproducible evaluation of ANTs similarity metric performance in brain image registration. NeuroImage 2011.",
@@ -62,13 +62,14 @@ def read_input(source: str) -> Any:
 )
 def cli(
     transforms: Annotated[
-        List[str],
+        Optional[List[str]],
         typer.Option(
             "-t", "--transform", metavar="FILE",
-            help="Transform file, repeatable, in antsApplyTransforms order (warp, then affine); [FILE,1] for its inverse.",
+            help="Transform file (required), repeatable, in antsApplyTransforms order (warp, then affine); [FILE,1] "
+            "for its inverse.",
             show_default=False,
         ),
-    ],
+    ] = None,
     reference: Annotated[
         Optional[str],
         typer.Option("-r", "--reference", metavar="IMAGE", help="Output grid (the fixed image); needed for images, not for points."),

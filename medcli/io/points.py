@@ -37,9 +37,10 @@ import io as _io
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,7 @@ class Points:
         """Boolean (N,): points without a position."""
         return ~np.isfinite(self.ras).all(axis=1)
 
-    def moved(self, ras: np.ndarray) -> "Points":
+    def moved(self, ras: np.ndarray) -> Points:
         """The same points (labels, descriptions, confidences) at new RAS+ positions."""
         ras = np.asarray(ras, dtype=np.float64)
         if ras.shape != self.ras.shape:

@@ -46,7 +46,12 @@ import numpy as np
 from medcli.errors import InputError, ProcessingError
 from medcli.image import Image
 from medcli.io.safe import atomic_output, os_error_to_input
-from medcli.register.transforms import AffineTransform, DisplacementField, Transform, TransformChain
+from medcli.register.transforms import (
+    AffineTransform,
+    DisplacementField,
+    Transform,
+    TransformChain,
+)
 
 _F = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -160,7 +165,7 @@ def _read_mat(path: Path) -> AffineTransform:
 
     try:
         mat = sio.loadmat(str(path))
-    except Exception as e:  # noqa: BLE001 - scipy raises several types for a non-MATLAB file
+    except Exception as e:
         raise InputError(f"not a MATLAB transform file ({type(e).__name__})", path) from e
     names = [k for k in mat if not k.startswith("__") and k != "fixed"]
     if not names:
@@ -297,7 +302,7 @@ def read_displacement_field(path: str | Path) -> DisplacementField:
         try:
             nimg = nib.load(str(p))
             data = np.asarray(nimg.dataobj, dtype=np.float32)
-        except Exception as e:  # noqa: BLE001 - nibabel's errors are a property of the file
+        except Exception as e:
             raise InputError(f"cannot read the displacement field ({type(e).__name__}: {str(e)[:120]})", path) from e
         intent = nimg.header.get_intent()[0]
         if data.ndim == 5 and data.shape[3] == 1:
@@ -407,6 +412,5 @@ def write_displacement_field(field: DisplacementField | Image, path: str | Path,
     vec.SetSpacing(tuple(sp.tolist()))
     vec.SetDirection(tuple((_F[:3, :3] @ (img.affine[:3, :3] / sp)).ravel().tolist()))
     vec.SetOrigin(tuple((_F[:3, :3] @ img.affine[:3, 3]).tolist()))
-    with atomic_output(path, force) as tmp:
-        with _quiet_stderr():
-            sitk.WriteImage(vec, str(tmp), True)
+    with atomic_output(path, force) as tmp, _quiet_stderr():
+        sitk.WriteImage(vec, str(tmp), True)

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from medcli.errors import InputError, ProcessingError
-from medcli.io.points import Points, format_points, parse_points, read_points, write_points
+from medcli.io.points import (
+    Points,
+    format_points,
+    parse_points,
+    read_points,
+    write_points,
+)
 from tests.conftest import DATA
 
 AFIDS = DATA / "afids-MNI152NLin2009bAsym.fcsv"

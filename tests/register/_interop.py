@@ -14,8 +14,8 @@ import numpy as np
 # The suite runs on shared CPUs: ITK (ANTsPy, SimpleITK) on one thread.
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 
-from medcli.image import Image  # noqa: E402
-from medcli.register.transforms import AffineTransform, DisplacementField, _grid_points  # noqa: E402
+from medcli.image import Image
+from medcli.register.transforms import AffineTransform, DisplacementField, _grid_points
 
 LPS = np.array([-1.0, -1.0, 1.0])
 
@@ -55,7 +55,7 @@ def brain_points(image: Image, n: int = 60, seed: int = 0) -> np.ndarray:
     return image.voxel_to_world(pick)
 
 
-def to_ants(image: Image, folder) -> "object":
+def to_ants(image: Image, folder) -> object:
     import ants
 
     from medcli import io

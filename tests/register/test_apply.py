@@ -10,10 +10,18 @@ import pytest
 
 from medcli.errors import InputError
 from medcli.image import Image
-from medcli.io.points import Points, read_points, write_points
-from medcli.register.apply import Step, load_steps, parse_transform_arg, points_to_fixed, pull_chain, warp, warp_labels
+from medcli.io.points import read_points, write_points
+from medcli.register.apply import (
+    Step,
+    load_steps,
+    parse_transform_arg,
+    points_to_fixed,
+    pull_chain,
+    warp,
+    warp_labels,
+)
 from medcli.register.transform_io import write_transform
-from medcli.register.transforms import AffineTransform, TransformChain, warp_image
+from medcli.register.transforms import AffineTransform, TransformChain
 from tests.conftest import DATA
 from tests.register._interop import (
     ants_points,

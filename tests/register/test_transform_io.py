@@ -8,7 +8,12 @@ import pytest
 
 from medcli.errors import InputError, ProcessingError
 from medcli.register.transform_io import read_transform, write_transform
-from medcli.register.transforms import AffineTransform, DisplacementField, TransformChain, warp_image
+from medcli.register.transforms import (
+    AffineTransform,
+    DisplacementField,
+    TransformChain,
+    warp_image,
+)
 from tests.register._interop import (
     LPS,
     ants_points,

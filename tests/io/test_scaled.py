@@ -141,3 +141,16 @@ def test_a_command_pipeline_keeps_scaled_values(tmp_path):
     assert got.dtype.kind == "f"
     # raw int16 values span 20000..30000; the scaled ones 7410..11110
     assert abs(float(got.mean()) - float(truth.mean())) < 50 and 7000 < got.min() and got.max() < 11200
+
+
+def test_pipe_stream_keeps_raw_integers_and_scale_factors(tmp_path):
+    """``convert scaled.nii -o - | ...``: the NIfTI stream carries the same raw integers and scale factors."""
+    from medcli.io.stream import image_from_bytes, image_to_bytes
+
+    src = tmp_path / "s.nii"
+    truth = _scaled_nifti(src)
+    raw = image_to_bytes(io.read(src))
+    n = nib.Nifti1Image.from_bytes(raw)
+    assert n.get_data_dtype() == np.int16 and n.dataobj.slope == pytest.approx(0.37)
+    back = image_from_bytes(raw).data
+    np.testing.assert_array_equal(back, truth.astype(np.float32))

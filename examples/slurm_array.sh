@@ -29,5 +29,6 @@ export MEDCLI_OFFLINE=${MEDCLI_OFFLINE:-1}
 
 mkdir -p "$OUT"
 # --threads defaults to SLURM_CPUS_PER_TASK; models load once per task, not once per image.
+# -v logs each input this task handled ('IN -> OUT (s)'): the log says what to resubmit.
 medcli convert --list "$LIST" --chunk "$CHUNK" \
-    -o "$OUT/{stem}.nii.gz" --reorient RAS --skip-existing --sidecar
+    -o "$OUT/{stem}.nii.gz" --reorient RAS --skip-existing --sidecar -v

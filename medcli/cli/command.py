@@ -64,6 +64,15 @@ class Job:
     force: bool = False
     provenance: dict[str, Any] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
+    #: --skip-existing is redoing this input (its output is missing): side outputs that an
+    #: interrupted run left (sidecar, --stats ...) are replaced, so that a resubmission completes.
+    resume: bool = False
+
+    def _side_force(self, dest: str) -> bool:
+        if self.resume and not self.force and Path(dest).exists():
+            log.warning(f"{dest}: left by an interrupted run (its output {self.output} is missing); replaced")
+            return True
+        return self.force
 
     def path(self, template: str | None) -> str | None:
         """Expand ``{stem}``-style placeholders of a side-output option."""
@@ -74,7 +83,7 @@ class Job:
 
         dest = self.path(template)
         if dest:
-            io.write(image, dest, force=self.force, description=describe())
+            io.write(image, dest, force=self._side_force(dest), description=describe())
             self.written.append(dest)
 
     def write_text(self, text: str | bytes, template: str | None) -> None:
@@ -88,7 +97,7 @@ class Job:
             return
         from medcli.io.safe import atomic_output
 
-        with atomic_output(dest, self.force) as tmp:
+        with atomic_output(dest, self._side_force(dest)) as tmp:
             if isinstance(text, bytes):
                 tmp.write_bytes(text)
             else:
@@ -508,15 +517,20 @@ def run_batch(spec: CommandSpec, common: dict[str, Any], params: dict[str, Any])
     for job in jobs:
         if job.output and job.output != "-":
             if common.get("skip_existing") and Path(job.output).exists():
-                log.info(f"{job.output}: exists, skipped")
+                if sidecar and not Path(sidecar_path(job.output)).exists():
+                    # A task killed between the image and its sidecar: say so rather than hide it.
+                    log.warning(f"{job.output}: exists without its sidecar (an interrupted run?): skipped; redo it with --force")
+                else:
+                    log.info(f"{job.output}: exists, skipped")
                 continue
+            job.resume = bool(common.get("skip_existing"))
             if spec.output_kind == "image" and io.format_of(job.output) is None:
                 raise ProcessingError(
                     "unknown output extension (use .nii.gz, .nii, .mgz, .nrrd, .nhdr, .mha or .mhd)", job.output
                 )
             io.check_writable(job.output, job.force)
             if sidecar:
-                io.check_writable(sidecar_path(job.output), job.force)
+                io.check_writable(sidecar_path(job.output), job.force or job.resume)
         elif sidecar and job.output == "-":
             log.warning("--sidecar: no sidecar for an image written to stdout")
         todo.append(job)

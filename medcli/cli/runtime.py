@@ -107,6 +107,9 @@ def configure_itk(sitk) -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
 
 
+_device_logged: list[str] = []
+
+
 def torch_device(name: str | None = None):
     """The torch device for ``--device`` (auto: CUDA, then MPS, then CPU)."""
     from medcli.errors import UsageError
@@ -115,10 +118,18 @@ def torch_device(name: str | None = None):
     name = (name or state.device or "auto").lower()
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+            picked = torch.device("cuda")
+            why = f"{torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} visible"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            picked, why = torch.device("mps"), "Apple GPU"
+        else:
+            picked, why = torch.device("cpu"), f"torch sees no GPU; --threads {state.threads or default_threads()}"
+        # Once per process: a batch job's log should say where it ran (a --gres=gpu:1 task on
+        # the CPU is the classic silent slowdown), not repeat it for every image.
+        if not _device_logged:
+            _device_logged.append(str(picked))
+            log.info(f"device: {picked} (--device auto: {why})")
+        return picked
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: no CUDA device is available (use --device cpu)")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

@@ -130,6 +130,13 @@ def invert_points(t: Transform, points: np.ndarray, iterations: int = 100, tol: 
         x = new
         if step < tol:
             break
+    residual = np.linalg.norm(t.transform_points(x) - y, axis=1) if len(x) else np.zeros(0)
+    if residual.size and residual.max() > 0.01:
+        from medcli.cli.runtime import log
+
+        # A field this steep is not invertible everywhere (folded): say where the points are unreliable.
+        log.warning(f"the warp could not be inverted to 0.01 mm at {int((residual > 0.01).sum())} of {len(x)} points "
+                    f"(worst {residual.max():.2f} mm); the field may fold there")
     return x
 
 

@@ -157,6 +157,20 @@ def test_composite_tfm_order_as_itk(tmp_path, t1):
     np.testing.assert_allclose(chain.transform_points(pts), sitk_points(sitk.ReadTransform(str(path)), pts), atol=1e-9)
 
 
+def test_composite_h5_with_field_as_itk(tmp_path, t1):
+    """An HDF5 composite (antsRegistration --write-composite-transform, Slicer) of an affine and a field."""
+    write_transform(bump_field(t1), tmp_path / "w.nii.gz")
+    write_transform(known_affine(), tmp_path / "a.mat")
+    comp = sitk.CompositeTransform(3)
+    comp.AddTransform(sitk.ReadTransform(str(tmp_path / "a.mat")))
+    comp.AddTransform(sitk.DisplacementFieldTransform(sitk.ReadImage(str(tmp_path / "w.nii.gz"), sitk.sitkVectorFloat64)))
+    sitk.WriteTransform(comp, str(tmp_path / "Composite.h5"))
+    chain = read_transform(tmp_path / "Composite.h5")
+    assert [type(t) for t in chain] == [DisplacementField, AffineTransform]  # the field applies first
+    pts = brain_points(t1)
+    assert np.abs(chain.transform_points(pts) - sitk_points(comp, pts)).max() < 0.01
+
+
 @pytest.mark.parametrize("kind", ["euler", "versor", "similarity"])
 @pytest.mark.parametrize("ext", [".tfm", ".h5", ".mat"])
 def test_rigid_types_written_by_itk(kind, ext, tmp_path, t1):

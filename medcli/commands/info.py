@@ -137,8 +137,9 @@ def format_text(info: dict) -> str:
 @command(
     "info",
     summary="Show the header, geometry and value range of images.",
-    description="Prints, for each image: format, shape, voxel size, orientation code, dtype, memory size, "
-    "value range, affine (voxel to RAS+ mm), for DICOM a series summary, and (unless --header-only) the likely "
+    description="Prints, for each image: format, shape, voxel size, orientation code, dtype, how stored values are "
+    "scaled (NIfTI scl_slope/scl_inter, PAR/REC display values, MINC/AFNI/ECAT scale factors; always applied), "
+    "memory size, value range, affine (voxel to RAS+ mm), for DICOM a series summary, and (unless --header-only) the likely "
     "modality and contrast (CT; MR T1-, T2-, PD-, FLAIR-like) and region (head with or without skull, other body part) "
     "with their probabilities, by the bundled 'contrast' model (a small CNN trained on synthetic renderings).",
     examples=[

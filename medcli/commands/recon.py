@@ -114,6 +114,15 @@ def simulate_cli(
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the mask, phase and noise.")] = 0,
     # --- CT options (simulate) ---
     ct: Annotated[bool, typer.Option("--ct", help="Simulate a CT sinogram instead of MRI k-space.")] = False,
+    views: Annotated[int, typer.Option("--views", min=1, metavar="N", help="CT: projection angles (over 180 deg parallel, 360 fan).")] = 180,
+    beam: Annotated[str, typer.Option("--beam", metavar="parallel|fan", help="CT: beam geometry (fan: flat detector).")] = "parallel",
+    photons: Annotated[
+        Optional[float],
+        typer.Option("--photons", min=1.0, metavar="I0", help="CT: Poisson noise, unattenuated photons per detector bin (LoDoPaB-CT: 4096)."),
+    ] = None,
+    detectors: Annotated[
+        Optional[int], typer.Option("--detectors", min=2, metavar="N", help="CT: detector bins [default: cover the grid's diagonal].")
+    ] = None,
 ):
     from medcli.cli.runtime import log
     from medcli.errors import UsageError
@@ -121,9 +130,7 @@ def simulate_cli(
     if pattern not in PATTERNS:
         raise UsageError(f"--pattern must be one of {', '.join(PATTERNS)}")
     if ct:
-        from medcli.recon.ct import simulate_ct  # noqa: F401 - recon-ct wires its options here
-
-        raise UsageError("--ct: CT simulation is not wired into this command yet")
+        return _ct_simulate_step(views, beam, photons, detectors, seed)
 
     def step(image, job: Job):
         from medcli import io
@@ -150,6 +157,34 @@ def simulate_cli(
                     formats.write_ismrmrd(ks, tmp, extra)
             job.written.append(dest)
         log.info(f"{job.source}: {ks.data.shape[0]} slices, {coils} coils, R = {ks.acceleration:.2f} -> {dest}")
+        return None
+
+    return step
+
+
+def _ct_simulate_step(views: int, beam: str, photons: float | None, detectors: int | None, seed: int):
+    """``recon simulate --ct``: a sinogram and its JSON geometry (NIfTI or .npy; ``-``: NIfTI with the geometry inside)."""
+    from medcli.cli.runtime import log, torch_device
+    from medcli.errors import UsageError
+
+    if beam not in ("parallel", "fan"):
+        raise UsageError("--beam must be parallel or fan")
+
+    def step(image, job: Job):
+        from medcli.recon.ct import simulate_ct, write_sinogram
+
+        dest = job.output or "-"
+        if dest != "-" and not dest.lower().endswith((".nii", ".nii.gz", ".npy")):
+            raise UsageError("recon simulate --ct writes .nii.gz, .nii or .npy (with a .json sidecar)")
+        sino = simulate_ct(image, views=views, beam=beam, photons=photons, detectors=detectors, seed=seed,
+                           device=str(torch_device()))
+        write_sinogram(sino, dest, job.force)
+        if dest != "-":
+            from medcli.recon.ct import sidecar_of
+
+            job.written += [dest, str(sidecar_of(dest))]
+        log.info(f"{job.source}: {sino.data.shape[0]} slices, {views} views {beam} beam"
+                 f"{'' if photons is None else f', {photons:g} photons'} -> {dest}")
         return None
 
     return step
@@ -213,6 +248,11 @@ def cli(
     ] = None,
     sens: Annotated[Optional[str], typer.Option("--sens", metavar="FILE", help="MRI: also write the coil maps used (.cfl or .npy).")] = None,
     # --- CT options ---
+    filter_name: Annotated[
+        str, typer.Option("--filter", metavar="ram-lak|shepp-logan|cosine|hann|hamming", help="CT fbp: filter window.")
+    ] = "ram-lak",
+    cutoff: Annotated[float, typer.Option("--cutoff", metavar="FRACTION", help="CT fbp: filter cut-off, fraction of Nyquist (0-1].")] = 1.0,
+    units: Annotated[str, typer.Option("--units", metavar="hu|mu", help="CT output: Hounsfield units or attenuation (mm^-1, water 0.0192).")] = "hu",
 ):
     from medcli.cli.runtime import log, torch_device
     from medcli.errors import InputError, UsageError
@@ -234,12 +274,23 @@ def cli(
             raise InputError("not raw data: MRI k-space (.h5, .mrd, .cfl, complex .npy) or a CT sinogram with its .json sidecar", source)
         if kind == "ct":
             # --- CT dispatch ---
-            from medcli.recon.ct import reconstruct_ct  # noqa: F401
-
-            raise UsageError("CT reconstruction is not wired into this command yet")
+            return _ct_step(source, job)
         if method not in MR_METHODS:
             raise UsageError(f"--method for MRI must be one of {', '.join(MR_METHODS)}")
         return _mr_step(source, job)
+
+    def _ct_step(source: str, job: Job):
+        from medcli.recon.ct import METHODS as CT_METHODS
+        from medcli.recon.ct import reconstruct_ct
+
+        if method not in CT_METHODS:
+            raise UsageError(f"--method for CT must be one of {', '.join(CT_METHODS)}")
+        ct_reg = None if reg == "wavelet" else reg  # wavelet is the MRI default: CT's own default then
+        img = reconstruct_ct(source, method, filter=filter_name, cutoff=cutoff, iterations=iterations, reg=ct_reg,
+                             lam=20.0 if lam_value == "auto" else float(lam_value), units=units, device=str(torch_device()),
+                             model=model, provenance=job.provenance)
+        log.info(f"{source}: CT {job.provenance.get('Method')}, {img.shape[2]} slices of {img.shape[0]}x{img.shape[1]}")
+        return img
 
     def _mr_step(source: str, job: Job):
         import numpy as np

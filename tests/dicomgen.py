@@ -267,3 +267,14 @@ def t1_block(t1, shape=(64, 72, 24), start=(60, 70, 70)) -> np.ndarray:
     """A block of the real MNI T1 (so the tests see anatomy, not noise)."""
     sl = tuple(slice(s, s + n) for s, n in zip(start, shape))
     return np.asarray(t1.data[sl], np.float64)
+
+
+def compress_files(files: list[Path], syntax: str) -> None:
+    """Re-encode each file in place with pydicom's encoders (RLE natively, JPEG 2000 / JPEG-LS through pylibjpeg)."""
+    import pydicom
+
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.compress(syntax)
+        ds.save_as(f, enforce_file_format=True)
+

@@ -10,6 +10,11 @@ position of every voxel is known:
 * ``missing slice``: the oblique series with one file deleted.
 * ``gantry tilt``: 1 x 1 x 2 mm axial slices, each shifted 2 tan(15 deg) mm in-plane.
 * ``CT_small``: pydicom's single CT slice (the bundled ``sample:ct``).
+* ``JPEG 2000`` / ``RLE``: the oblique series re-encoded losslessly (pydicom's
+  encoders), decoded by pydicom's plugins (medcli) and GDCM (SimpleITK).
+* ``enhanced multi-echo``: 3 echoes of 16 slices in one enhanced file (4D).
+* ``Siemens DWI mosaic``: nibabel's two DWI mosaics (b = 0, 1000), pixels
+  replaced by random values; the truth is nibabel's CSA-based geometry.
 
 Quality: the largest distance (mm) between where a reader puts a voxel centre
 (its affine) and where the DICOM tags put it, over the 4 in-plane corner voxels of every slice, and
@@ -38,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from dicomgen import LPS, oblique_affine, write_enhanced, write_series  # noqa: E402
+from dicomgen import LPS, compress_files, oblique_affine, write_enhanced, write_series  # noqa: E402
 
 from medcli import io  # noqa: E402
 from medcli.errors import MedcliError  # noqa: E402
@@ -121,6 +126,22 @@ def build_cases(work: Path, quick: bool):
     kept = [p for k, p in enumerate(pos) if k != gone]
     cases.append(("missing slice", work / "missing", (kept, row, col, dr, dc), np.delete(expect, gone, axis=2)))
 
+    from pydicom.uid import JPEG2000Lossless, RLELossless
+
+    for label, syntax in (("JPEG 2000 lossless", JPEG2000Lossless), ("RLE lossless", RLELossless)):
+        folder = work / label.split()[0]
+        compress_files(write_series(folder, vol, aff, slope=0.5, intercept=-100.0), syntax)
+        cases.append((label, folder, (pos, row, col, dr, dc), expect))
+
+    echoes = np.stack([vol[:, :, :16] * f for f in (1.0, 0.8, 0.6)], axis=-1)
+    write_enhanced(work / "multiecho.dcm", echoes, aff, slope=0.5, intercept=-100.0, echo_times=[10.0, 20.0, 30.0])
+    cases.append(("enhanced multi-echo (4D)", work / "multiecho.dcm", (pos[:16], row, col, dr, dc),
+                  np.rint((echoes + 100) / 0.5) * 0.5 - 100))
+
+    mosaic = _mosaic_case(work / "mosaic")
+    if mosaic is not None:
+        cases.append(mosaic)
+
     tilt_aff = np.diag([1.0, 1.0, 2.0, 1.0])
     tl = LPS @ tilt_aff[:3, :]
     shift = 2.0 * np.tan(np.radians(15))
@@ -141,6 +162,45 @@ def build_cases(work: Path, quick: bool):
     return cases
 
 
+def _mosaic_case(folder: Path):
+    """nibabel's Siemens DWI mosaics with random pixels; truth = nibabel's own (CSA-based) reading."""
+    import warnings
+
+    import nibabel
+    import pydicom
+
+    data = Path(nibabel.__file__).parent / "nicom" / "tests" / "data"
+    if not (data / "siemens_dwi_0.dcm.gz").exists():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from nibabel.nicom.dicomwrappers import wrapper_from_data
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    vols, aff = [], None
+    for b in (0, 1000):
+        ds = pydicom.dcmread(_gunzip(data / f"siemens_dwi_{b}.dcm.gz", folder / f"raw{b}"))
+        ds.PixelData = rng.integers(0, 4000, (ds.Rows, ds.Columns)).astype(np.uint16).tobytes()
+        ds.save_as(folder / f"IM{b:04d}", enforce_file_format=True)
+        (folder / f"raw{b}").unlink()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            w = wrapper_from_data(pydicom.dcmread(folder / f"IM{b:04d}"))
+            vols.append(w.get_data().transpose(1, 0, 2).astype(np.float64))  # (rows, cols) -> (cols, rows)
+            aff = w.affine  # (row index, column index, slice) -> LPS
+    n = vols[0].shape[2]
+    pos = [aff[:3, 3] + k * aff[:3, 2] for k in range(n)]
+    dr, dc = np.linalg.norm(aff[:3, 0]), np.linalg.norm(aff[:3, 1])
+    return ("Siemens DWI mosaic x2", folder, (pos, aff[:3, 1] / dc, aff[:3, 0] / dr, dr, dc), np.stack(vols, axis=-1))
+
+
+def _gunzip(src: Path, dest: Path) -> Path:
+    import gzip
+
+    dest.write_bytes(gzip.decompress(src.read_bytes()))
+    return dest
+
+
 def quality(result, error, truth, expect):
     if error:
         return f"refused ({error})", ""
@@ -150,7 +210,7 @@ def quality(result, error, truth, expect):
         arr = arr[:, :, None]
     pos, row, col, dr, dc = truth
     shape = expect.shape
-    ijk = corners(shape)
+    ijk = corners(shape[:3])
     world = ijk @ aff[:3, :3].T + aff[:3, 3]
     err = np.max(np.linalg.norm(world - true_world(pos, row, col, dr, dc, ijk), axis=1))
     same = arr.shape == shape and np.array_equal(arr.astype(np.float64), expect)

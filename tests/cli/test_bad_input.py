@@ -317,7 +317,7 @@ def test_dicom_without_position_tags(cli, t1, tmp_path):
     folder = tmp_path / "nopos"
     write_series(folder, t1_block(t1, shape=(32, 32, 4)), oblique_affine(), drop_position_tags=True)
     r = cli("convert", folder, "-o", tmp_path / "out.nii.gz")
-    assert_one_line(r, 3, str(folder), "missing position tags")
+    assert_one_line(r, 3, str(folder), "4 images without patient position", "cannot be stacked into a volume")
     assert not (tmp_path / "out.nii.gz").exists()
 
 

@@ -304,7 +304,7 @@ def cli(
         given = _read_maps(maps, ks) if maps else None
         with progress(ks.data.shape[0], "recon") as advance:
             res = reconstruct_mri(ks, method, reg=reg, lam=lam_value, iterations=iterations, maps=given, model=model,
-                                  device=torch_device(), progress=advance)
+                                  device=torch_device(), progress=advance, seed=seed)
         if "model" in res.info:
             job.provenance["Model"] = res.info["model"]
         job.provenance["Seed"] = seed

@@ -442,8 +442,8 @@ def ifftc(x: np.ndarray, axis: int) -> np.ndarray:
     return f(x, axis)
 
 
-def write_cfl_array(arr: np.ndarray, dest_base: str, affine: np.ndarray | None = None) -> tuple[str, str]:
-    """Write any complex array as BART .cfl/.hdr beside ``dest_base``; returns the two paths' temp names."""
+def cfl_parts(arr: np.ndarray, affine: np.ndarray | None = None) -> tuple[str, np.ndarray]:
+    """The .hdr text and the column-major complex64 data of a BART file holding ``arr``."""
     hdr = "# Dimensions\n" + " ".join(str(d) for d in arr.shape) + "\n"
     if affine is not None:
         hdr += "# medcli affine\n" + " ".join(f"{v:.9g}" for v in affine.ravel()) + "\n"
@@ -465,7 +465,7 @@ def save_cfl(arr: np.ndarray, dest: str, force: bool, affine: np.ndarray | None 
     from medcli.io.safe import atomic_output, check_writable
 
     base = _cfl_base(dest)
-    hdr_text, data = write_cfl_array(arr, base, affine)
+    hdr_text, data = cfl_parts(arr, affine)
     check_writable(base + ".cfl", force)
     check_writable(base + ".hdr", force)
     with atomic_output(base + ".cfl", force) as tmp:

@@ -937,6 +937,10 @@ def read_dicom(path: Path, series: str | None = None) -> Image:
     }
     if first.samples > 1:
         meta["color"] = "RGB"  # YBR and palette colour are converted to RGB when read
+    if meta["dicom"]["photometric"].strip().upper() == "MONOCHROME1":
+        from medcli.cli.runtime import log
+
+        log.warning(f"{path}: MONOCHROME1 (low values display bright): stored values kept as they are, not inverted")
     if planar:
         meta["dicom"]["geometry"] = "2D, no patient position"
     if nvol > 1:

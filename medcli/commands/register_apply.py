@@ -46,7 +46,7 @@ def read_input(source: str) -> Any:
     "needs the inverse mapping, which medcli takes care of: affines are inverted exactly, a warp field uses the "
     "inverse warp written beside it (PREFIX_1InverseWarp.nii.gz) or is inverted at each point by "
     "fixed-point iteration; do not pass inverse transforms for points yourself. Points keep their format "
-    "unless -o names another.",
+    "unless -o names another; -o - writes them as JSON to stdout.",
     examples=[
         ("A second scan onto the template", "medcli register apply t2.nii.gz -t sub_1Warp.nii.gz -t sub_0GenericAffine.mat -r sample:t1 -o t2_mni.nii.gz"),
         ("A label map, labels kept whole", "medcli register apply aseg.nii.gz --labels -t sub_1Warp.nii.gz -t sub_0GenericAffine.mat -r sample:t1 -o aseg_mni.nii.gz"),

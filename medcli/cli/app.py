@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "denoise": ("medcli.commands.denoise", "Remove noise (non-local means, MP-PCA or learned)."),
     "harmonize": ("medcli.commands.harmonize", "Normalise intensities across scanners (z-score, WhiteStripe, Nyul, learned)."),
     "superres": ("medcli.commands.superres", "Through-plane super-resolution of thick-slice MR."),
+    "register": ("medcli.commands.register", "Register images (rigid, affine, diffeomorphic), apply transforms to images, labels and points."),
     "recon": ("medcli.commands.recon", "Reconstruct images from raw data: MRI k-space (zero-filled, SENSE, CS, learned) or CT sinograms."),
     "models": ("medcli.commands.models", "List, download, import and verify model weights."),
     "train": ("medcli.commands.train", "Train or fine-tune a model from a recipe."),

@@ -1,0 +1,407 @@
+"""Rigid, affine and diffeomorphic registration in torch (the pure functions behind ``medcli register``).
+
+Stages, each initialising the next (``kind="syn"`` runs all three):
+
+1. **Initialisation**: the moving image's intensity centre of mass is put on
+   the fixed image's (ANTs' ``--initial-moving-transform [F,M,1]``).
+2. **Rigid, then affine**: a 4x4 ``A = A0 . T(c + t) . L . T(-c)`` about the
+   fixed centre ``c`` (``L`` a rotation ``exp(skew(r))``, or a general matrix for
+   affine), fitted by Adam with a cosine-decaying step on a multi-resolution
+   pyramid (4, 2, 1 mm by default) on random point samples of the fixed grid
+   (seeded, hence reproducible). Metric: Mattes MI, squared global
+   correlation, or MSE.
+3. **Diffeomorphic** (SyN-like, log-domain greedy): a stationary velocity
+   field ``v`` on the fixed grid, ``phi = exp(v)`` by scaling and squaring, so
+   ``phi`` is a diffeomorphism and ``exp(-v)`` its inverse. Each iteration
+   takes the metric's gradient with respect to the displacement, smooths it
+   (the "fluid" Gaussian), steps ``v`` so that the largest update is ``step``
+   voxels, then smooths ``v`` (the "elastic" Gaussian; the regulariser on the
+   field). Levels of 4 and 2 mm by default: the 1 mm level did not pay on the
+   benchmark (tests/benchmarks/results/register.md); its displacement is
+   interpolated to the fixed grid.
+
+The resulting chain maps fixed to moving points (see
+:mod:`medcli.register.transforms`): ``[DisplacementField, AffineTransform]``
+for SyN, ``[AffineTransform]`` otherwise.
+
+Determinism: the only random numbers are the point samples of the affine
+stages (``seed``); every torch operation used is deterministic on CPU for a
+given thread count (``torch.use_deterministic_algorithms`` is switched on
+while registering).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medcli.errors import InputError
+from medcli.image import Image
+from medcli.register import grid as G
+from medcli.register.metrics import loss_fn
+from medcli.register.transforms import AffineTransform, DisplacementField, TransformChain
+
+KINDS = ("rigid", "affine", "syn")
+METRIC_CHOICES = ("auto", "ncc", "mi", "mse")
+
+#: Pearson correlation of the fixed and the affinely aligned moving image where
+#: both show the head (normalised intensity > 0.1), above which ``--metric auto`` takes them for one
+#: contrast and uses local NCC (T1 vs T1: 0.9; T1 vs T2-like: < 0; see tests).
+SAME_CONTRAST_CORRELATION = 0.5
+
+
+@dataclass
+class Options:
+    """Tuning of the stages (the defaults are what the benchmark measured)."""
+
+    affine_levels: tuple[tuple[float, int], ...] = ((4.0, 80), (2.0, 40), (1.0, 20))
+    affine_samples: int = 60000
+    affine_lr: float = 0.02
+    syn_levels: tuple[tuple[float, int], ...] = ((4.0, 60), (2.0, 40))
+    syn_step: float = 0.5
+    fluid_sigma: float = 1.7
+    elastic_sigma: float = 0.7
+    ncc_radius: int = 2
+    squarings: int = 6
+
+
+@dataclass
+class Result:
+    """What :func:`register` returns."""
+
+    chain: TransformChain
+    inverse: TransformChain
+    warped: Image
+    stats: dict[str, Any] = field(default_factory=dict)
+    log_jacobian: Image | None = None
+
+
+def normalise(data: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Intensities scaled so that the 0.5th..99.5th percentile of the foreground spans 0..1."""
+    d = np.asarray(data, np.float32)
+    vals = d[mask] if mask is not None else d[d > d.min()]
+    if vals.size == 0:
+        raise InputError("the image is constant: nothing to register")
+    lo, hi = np.percentile(vals[:: max(1, vals.size // 200000)], [0.5, 99.5])
+    if hi <= lo:
+        hi = lo + 1.0
+    return (d - lo) / (hi - lo)
+
+
+def world_box(img: Image) -> tuple[np.ndarray, np.ndarray]:
+    s = img.shape[:3]
+    corners = np.array([[i, j, k] for i in (0, s[0] - 1) for j in (0, s[1] - 1) for k in (0, s[2] - 1)], float)
+    w = img.voxel_to_world(corners)
+    return w.min(0), w.max(0)
+
+
+def check_inputs(moving: Image, fixed: Image, moving_mask: np.ndarray | None, fixed_mask: np.ndarray | None) -> None:
+    """Refuse inputs registration cannot handle (one-line errors, before any work)."""
+    for img, what in ((fixed, "fixed"), (moving, "moving")):
+        src = img.meta.get("source", what)
+        if img.ndim != 3 and not (img.ndim == 4 and img.shape[3] == 1):
+            raise InputError(f"the {what} image must be 3D, got shape {img.shape}", src)
+        if sum(s > 1 for s in img.shape[:3]) < 3:
+            raise InputError(f"the {what} image must be 3D, got shape {img.shape} (a 2D slice)", src)
+        if np.issubdtype(img.dtype, np.floating) and not np.isfinite(img.data).all():
+            raise InputError(f"the {what} image has NaN or Inf voxels", src)
+    for m, img, what in ((moving_mask, moving, "--mask"), (fixed_mask, fixed, "--fixed-mask")):
+        if m is not None and m.shape != img.shape[:3]:
+            raise InputError(f"{what} has shape {m.shape}, its image {img.shape[:3]}")
+        if m is not None and not m.any():
+            raise InputError(f"{what} is empty")
+    lo_f, hi_f = world_box(fixed)
+    lo_m, hi_m = world_box(moving)
+    if (np.minimum(hi_f, hi_m) - np.maximum(lo_f, lo_m) <= 0).any():
+        raise InputError(
+            "the fixed and moving fields of view do not overlap in world coordinates "
+            f"(fixed {np.round(lo_f)}..{np.round(hi_f)} mm, moving {np.round(lo_m)}..{np.round(hi_m)} mm)",
+            moving.meta.get("source"),
+        )
+
+
+def centre_of_mass(vol: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    w = np.clip(vol, 0, None).astype(np.float64)
+    total = w.sum()
+    idx = [np.arange(s, dtype=np.float64) for s in w.shape]
+    c = [float((w.sum(axis=tuple(a for a in range(3) if a != ax)) * idx[ax]).sum() / total) for ax in range(3)]
+    return affine[:3, :3] @ np.array(c) + affine[:3, 3]
+
+
+def _rotation(r, torch):
+    z = torch.zeros((), dtype=r.dtype, device=r.device)
+    k = torch.stack([torch.stack([z, -r[2], r[1]]), torch.stack([r[2], z, -r[0]]), torch.stack([-r[1], r[0], z])])
+    return torch.linalg.matrix_exp(k)
+
+
+def pyramid(schedule, affine: np.ndarray):
+    """The ``(spacing, iterations)`` levels of a schedule that an image of this voxel size has.
+
+    Levels finer than the image are clamped to its voxel size, and repeats dropped.
+    """
+    finest = float(np.sqrt((affine[:3, :3] ** 2).sum(0)).min())
+    done: set[float] = set()
+    for spacing, iters in schedule:
+        spacing = max(float(spacing), finest)
+        if spacing not in done:
+            done.add(spacing)
+            yield spacing, iters
+
+
+def fit_affine(
+    F, f_aff, M, m_aff, F_w, A0: np.ndarray, centre: np.ndarray, kind: str, metric: str, opts: Options, gen, log=None
+) -> np.ndarray:
+    """Fit a rigid or affine ``A`` (fixed world -> moving world) on a pyramid; returns the 4x4."""
+    torch = G.torch()
+    dev = F.device
+    dt = torch.float64
+    A_prev = torch.tensor(A0, dtype=dt, device=dev)
+    c = torch.tensor(centre, dtype=dt, device=dev)
+    radius = 50.0  # mm: a rotation of 1 rad moves the cortex about this far; puts t and r on one scale
+    r = torch.zeros(3, dtype=dt, device=dev, requires_grad=True)
+    t = torch.zeros(3, dtype=dt, device=dev, requires_grad=True)
+    b = torch.zeros(3, 3, dtype=dt, device=dev, requires_grad=True)
+    params = [r, t] + ([b] if kind == "affine" else [])
+    loss = loss_fn(metric, on_grid=False)
+
+    def matrix():
+        L = _rotation(r, torch)
+        if kind == "affine":
+            L = L @ (torch.eye(3, dtype=dt, device=dev) + b)
+        D = torch.eye(4, dtype=dt, device=dev)
+        D = D.clone()
+        Dl = torch.cat([torch.cat([L, (c + radius * t - L @ c)[:, None]], 1), D[3:]], 0)
+        return A_prev @ Dl
+
+    for spacing, iters in pyramid(opts.affine_levels, f_aff):
+        Fl, fl_aff = G.level(F, f_aff, spacing)
+        Ml, ml_aff = G.level(M, m_aff, spacing)
+        Wl, _ = G.level(F_w, f_aff, spacing, smooth_sigma_mm=0.0)
+        cand = torch.nonzero(Wl[0, 0].reshape(-1) > 0.5).reshape(-1)
+        if cand.numel() > opts.affine_samples:
+            pick = torch.randperm(cand.numel(), generator=gen)[: opts.affine_samples].to(dev)
+            cand = cand[pick].sort().values
+        shape = Fl.shape[2:]
+        ijk = torch.stack(torch.unravel_index(cand, shape), -1).float()
+        pts = ijk @ torch.tensor(fl_aff[:3, :3].T, dtype=torch.float32, device=dev) + torch.tensor(
+            fl_aff[:3, 3], dtype=torch.float32, device=dev
+        )
+        fvals = Fl.reshape(-1)[cand]
+        ones = torch.ones_like(fvals)
+        m_inv = torch.tensor(np.linalg.inv(ml_aff), dtype=dt, device=dev)
+        opt = torch.optim.Adam(params, lr=opts.affine_lr * min(1.0, spacing / 4.0))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters, eta_min=0.0)
+        for _ in range(iters):
+            opt.zero_grad()
+            mv = G.transform_vox((m_inv @ matrix()).float(), pts)[None]
+            mvals = G.sample(Ml, mv)[0, 0]
+            w = ones * G.inside(mv, Ml.shape[2:])[0, 0]
+            value = loss(fvals, mvals, w)
+            value.backward()
+            opt.step()
+            sched.step()
+        if log:
+            log(f"{kind} {spacing:g} mm: {metric} {float(value.detach()):.4f}")
+    with torch.no_grad():
+        return matrix().cpu().numpy()
+
+
+def fit_syn(F, f_aff, M, m_aff, F_w, A: np.ndarray, metric: str, opts: Options, log=None):
+    """Fit the stationary velocity field; returns ``(v, level_affine)`` (voxel units of the last level)."""
+    torch = G.torch()
+    dev = F.device
+    loss = loss_fn(metric, on_grid=True, radius=opts.ncc_radius)
+    v = None
+    v_aff = None
+    for spacing, iters in pyramid(opts.syn_levels, f_aff):
+        Fl, fl_aff = G.level(F, f_aff, spacing)
+        Ml, ml_aff = G.level(M, m_aff, spacing)
+        Wl, _ = G.level(F_w, f_aff, spacing, smooth_sigma_mm=0.0)
+        Wl = (Wl > 0.5).float()
+        shape = Fl.shape[2:]
+        if v is None:
+            v = torch.zeros((1, 3) + tuple(shape), dtype=torch.float32, device=dev)
+        else:
+            v = G.resample_field(v, v_aff, fl_aff, shape)
+        v_aff = fl_aff
+        Gm = torch.tensor(np.linalg.inv(ml_aff) @ A @ fl_aff, dtype=torch.float32, device=dev)
+        ident = G.identity(shape, dev)
+        for it in range(iters):
+            with torch.no_grad():
+                d = G.expmap(v, opts.squarings)
+            d.requires_grad_(True)
+            mv = G.transform_vox(Gm, ident + d.permute(0, 2, 3, 4, 1))
+            warped = G.sample(Ml, mv)
+            w = Wl * G.inside(mv, Ml.shape[2:])
+            value = loss(Fl, warped, w)
+            (g,) = torch.autograd.grad(value, d)
+            with torch.no_grad():
+                g = G.smooth(g, opts.fluid_sigma)
+                norm = g.pow(2).sum(1).sqrt().amax()
+                step = opts.syn_step * (1.0 - 0.5 * it / max(iters - 1, 1))
+                v = G.smooth(v - g * (step / (norm + 1e-12)), opts.elastic_sigma)
+        if log:
+            log(f"syn {spacing:g} mm: {metric} {float(value.detach()):.4f}")
+    return v, v_aff
+
+
+def _field_to_fixed(d, d_aff: np.ndarray, fixed: Image, device):
+    """A voxel-unit displacement on a level grid as RAS mm displacements on the fixed grid ``(X, Y, Z, 3)``."""
+    torch = G.torch()
+    shape = fixed.shape[:3]
+    m = torch.tensor(np.linalg.inv(d_aff) @ fixed.affine, dtype=torch.float32, device=device)
+    vox = G.transform_vox(m, G.identity(shape, device))
+    dv = G.sample(d, vox, padding="border")
+    lin = torch.tensor(d_aff[:3, :3], dtype=torch.float32, device=device)
+    return torch.einsum("ij,bjxyz->bixyz", lin, dv)[0].permute(1, 2, 3, 0).contiguous()
+
+
+def correlation(a, b, w) -> float:
+    n = w.sum()
+    am, bm = (a * w).sum() / n, (b * w).sum() / n
+    ac, bc = (a - am) * w, (b - bm) * w
+    return float((ac * bc).sum() / ((ac * ac).sum().sqrt() * (bc * bc).sum().sqrt() + 1e-12))
+
+
+def register(
+    moving: Image,
+    fixed: Image,
+    *,
+    kind: str = "syn",
+    metric: str = "auto",
+    moving_mask: np.ndarray | None = None,
+    fixed_mask: np.ndarray | None = None,
+    seed: int = 0,
+    device: Any = "cpu",
+    options: Options | None = None,
+    want_jacobian: bool = False,
+    log=None,
+) -> Result:
+    """Register ``moving`` onto ``fixed``.
+
+    Args:
+        moving: The image to align (3D).
+        fixed: The reference (3D); outputs live on its grid.
+        kind: ``rigid``, ``affine`` or ``syn`` (rigid -> affine -> diffeomorphic).
+        metric: ``auto`` (affine stages: Mattes MI; diffeomorphic stage: local NCC
+            when the affinely aligned images correlate above
+            :data:`SAME_CONTRAST_CORRELATION`, else MI), ``ncc``, ``mi`` or ``mse``.
+        moving_mask: Boolean array on the moving grid; only its voxels count.
+        fixed_mask: Boolean array on the fixed grid; only its voxels count.
+        seed: Seed of the affine stages' point samples.
+        device: Torch device.
+        options: Stage tuning (:class:`Options`).
+        want_jacobian: Also return the log Jacobian determinant map (SyN).
+        log: Callable taking progress lines.
+
+    Returns:
+        :class:`Result` with the chain (fixed -> moving points), its inverse, the
+        warped moving image on the fixed grid (float32) and statistics.
+    """
+    import torch
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    if metric not in METRIC_CHOICES:
+        raise ValueError(f"metric must be one of {METRIC_CHOICES}")
+    opts = options or Options()
+    t0 = time.perf_counter()
+    mov = moving if moving.ndim == 3 else moving.with_data(np.asarray(moving.data)[..., 0])
+    fix = fixed if fixed.ndim == 3 else fixed.with_data(np.asarray(fixed.data)[..., 0])
+    check_inputs(mov, fix, moving_mask, fixed_mask)
+    dev = torch.device(device)
+    was_det = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        gen = torch.Generator().manual_seed(int(seed))
+        fn = normalise(fix.data, fixed_mask)
+        mn = normalise(mov.data, moving_mask)
+        if moving_mask is not None:
+            mn = np.where(moving_mask, mn, 0.0).astype(np.float32)
+        F, M = G.volume(fn, dev), G.volume(mn, dev)
+        # Where the metric is evaluated: the fixed mask, else the fixed image's head (not the air around it).
+        F_w = G.volume(fixed_mask.astype(np.float32) if fixed_mask is not None else (G.smooth(F, 2.0)[0, 0].cpu().numpy() > 0.05), dev)
+        c_f = centre_of_mass(np.where(fixed_mask, fn, 0) if fixed_mask is not None else fn, fix.affine)
+        c_m = centre_of_mass(mn, mov.affine)
+        A = AffineTransform.from_translation(c_m - c_f).matrix
+        affine_metric = "mi" if metric == "auto" else metric
+        A = fit_affine(F, fix.affine, M, mov.affine, F_w, A, c_f, "rigid", affine_metric, opts, gen, log)
+        if kind in ("affine", "syn"):
+            A = fit_affine(F, fix.affine, M, mov.affine, F_w, A, c_f, "affine", affine_metric, opts, gen, log)
+        affine = AffineTransform(A, center=c_f)
+        # The decision of --metric auto, and the before/after measurements, on a common 2 mm grid.
+        F2, f2_aff = G.level(F, fix.affine, 2.0)
+        M2, m2_aff = G.level(M, mov.affine, 2.0)
+        W2 = (G.level(F_w, fix.affine, 2.0, smooth_sigma_mm=0.0)[0] > 0.5).float()
+        ident2 = G.identity(F2.shape[2:], dev)
+
+        def warped2(matrix, d=None):
+            g = torch.tensor(np.linalg.inv(m2_aff) @ matrix @ f2_aff, dtype=torch.float32, device=dev)
+            vox = ident2 if d is None else ident2 + d.permute(0, 2, 3, 4, 1)
+            mv = G.transform_vox(g, vox)
+            return G.sample(M2, mv), W2 * G.inside(mv, M2.shape[2:])
+
+        with torch.no_grad():
+            wa, wwa = warped2(A)
+            # Tissue contrast only: where both images show the head, not the head-vs-air edge both share.
+            rho = correlation(F2, wa, wwa * (F2 > 0.1) * (wa > 0.1))
+        syn_metric = metric if metric != "auto" else ("ncc" if rho > SAME_CONTRAST_CORRELATION else "mi")
+        report_metric = syn_metric if kind == "syn" else affine_metric
+        measure = loss_fn(report_metric, on_grid=True, radius=opts.ncc_radius)
+        with torch.no_grad():
+            w0, ww0 = warped2(np.eye(4))
+            before = -float(measure(F2, w0, ww0))
+        chain = TransformChain([affine])
+        inverse = TransformChain([affine.inverse()])
+        stats: dict[str, Any] = {
+            "type": kind,
+            "metric": report_metric,
+            "affine_metric": affine_metric,
+            "contrast_correlation": round(rho, 4),
+            "metric_before": before,
+        }
+        ident_full = G.identity(fix.shape[:3], dev)
+        log_jac = None
+        if kind == "syn":
+            v, v_aff = fit_syn(F, fix.affine, M, mov.affine, F_w, A, syn_metric, opts, log)
+            with torch.no_grad():
+                d = G.expmap(v, opts.squarings)
+                d_inv = G.expmap(-v, opts.squarings)
+                wl, wwl = warped2(A, G.resample_field(d, v_aff, f2_aff, F2.shape[2:]))
+                after = -float(measure(F2, wl, wwl))
+                u = _field_to_fixed(d, v_aff, fix, dev)
+                u_inv = _field_to_fixed(d_inv, v_aff, fix, dev)
+                lin_inv = torch.tensor(np.linalg.inv(fix.affine[:3, :3]), dtype=torch.float32, device=dev)
+                d_full = torch.einsum("ij,xyzj->ixyz", lin_inv, u)[None]
+                det = G.jacobian_determinant(d_full)
+                stats["folded_fraction"] = float((det <= 0).float().mean())
+                stats["jacobian_min"] = float(det.min())
+                stats["jacobian_max"] = float(det.max())
+                if want_jacobian:
+                    log_jac = fix.with_data(torch.log(det.clamp_min(1e-6)).cpu().numpy().astype(np.float32))
+                del det
+                fwd = DisplacementField(fix.with_data(u.cpu().numpy()), fix.with_data(u_inv.cpu().numpy()))
+                world = G.transform_vox(torch.tensor(fix.affine, dtype=torch.float32, device=dev), ident_full) + u[None]
+            chain = TransformChain([fwd, affine])
+            inverse = TransformChain([affine.inverse(), fwd.inverse()])
+        else:
+            with torch.no_grad():
+                wl, wwl = warped2(A)
+                after = -float(measure(F2, wl, wwl))
+                world = G.transform_vox(torch.tensor(fix.affine, dtype=torch.float32, device=dev), ident_full)
+            stats["folded_fraction"] = 0.0 if np.linalg.det(A[:3, :3]) > 0 else 1.0
+        with torch.no_grad():
+            to_moving = torch.tensor(np.linalg.inv(mov.affine) @ A, dtype=torch.float32, device=dev)
+            mvox = G.transform_vox(to_moving, world)
+            del world
+            raw = G.volume(np.asarray(mov.data, np.float32), dev)
+            warped = G.sample(raw, mvox)[0, 0].cpu().numpy()
+        stats["metric_after"] = after
+        stats["seconds"] = round(time.perf_counter() - t0, 3)
+        out = Image(warped.astype(np.float32), fix.affine, dict(mov.meta))
+        return Result(chain=chain, inverse=inverse, warped=out, stats=stats, log_jacobian=log_jac)
+    finally:
+        torch.use_deterministic_algorithms(was_det)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,32 +125,43 @@ def _free_port_pair() -> int:
     raise RuntimeError("no two free consecutive ports on 127.0.0.1")
 
 
-@pytest.fixture(scope="session")
-def slurm(tmp_path_factory):
-    """A running SLURM cluster: the one SLURM_CONF names if it answers, else a fresh loopback one."""
-    missing = [p for p in ("sbatch", "squeue", "scontrol", "scancel") if not which(p)]
-    if missing:
-        pytest.skip(f"SLURM client programs missing ({', '.join(missing)}): {INSTALL}")
-    conf = os.environ.get("SLURM_CONF")
-    if conf and subprocess.run([which("scontrol"), "ping"], env=job_env(conf), capture_output=True).returncode == 0:
-        yield Cluster(conf)
-        return
-    missing = [p for p in ("slurmctld", "slurmd", "munged", "mungekey") if not which(p)]
-    if missing:
-        pytest.skip(f"SLURM daemons missing ({', '.join(missing)}): {INSTALL}")
+def missing_programs() -> str | None:
+    """Why a loopback cluster cannot run here (None: it can)."""
+    missing = [p for p in ("sbatch", "squeue", "scontrol", "scancel", "slurmctld", "slurmd", "munged", "mungekey") if not which(p)]
+    return f"SLURM programs missing ({', '.join(missing)}): {INSTALL}" if missing else None
+
+
+@contextmanager
+def local_cluster(cpus: int = 8):
+    """A one-node cluster of ``cpus`` CPUs from scripts/slurm_local.sh, stopped on exit."""
     # A short path: the MUNGE socket lives there and UNIX socket paths are limited to 107 bytes.
     state = Path(tempfile_dir()) / f"slurm-{os.getpid()}"
-    env = job_env(None, SLURM_LOCAL_PORT=str(_free_port_pair()))
-    r = subprocess.run(["bash", SCRIPT, "start", state], env=env, capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        subprocess.run(["bash", SCRIPT, "stop", state], env=env, capture_output=True)
-        pytest.fail(f"scripts/slurm_local.sh start failed (exit {r.returncode}):\n{r.stderr}")
-    conf = r.stdout.strip().split("=", 1)[1]
+    env = job_env(None, SLURM_LOCAL_PORT=str(_free_port_pair()), SLURM_LOCAL_CPUS=str(cpus))
     try:
-        yield Cluster(conf)
+        r = subprocess.run(["bash", SCRIPT, "start", state], env=env, capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"scripts/slurm_local.sh start failed (exit {r.returncode}):\n{r.stderr}")
+        yield Cluster(r.stdout.strip().split("=", 1)[1])
     finally:
         subprocess.run(["bash", SCRIPT, "stop", state], env=env, capture_output=True, timeout=60)
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A running SLURM cluster: the one SLURM_CONF names if it answers, else a fresh loopback one."""
+    conf = os.environ.get("SLURM_CONF")
+    if conf and which("scontrol") and subprocess.run([which("scontrol"), "ping"], env=job_env(conf), capture_output=True).returncode == 0:
+        yield Cluster(conf)
+        return
+    why = missing_programs()
+    if why:
+        pytest.skip(why)
+    try:
+        with local_cluster() as cluster:
+            yield cluster
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 def tempfile_dir() -> str:

@@ -85,13 +85,14 @@ def test_snakefile_runs_and_rebuilds_only_the_branch_of_a_deleted_intermediate(c
 def test_snakefile_on_slurm_without_accounting(slurm, cohort):
     """Each rule's job goes through sbatch; its state comes from scontrol (examples/slurm_status.sh), not sacct."""
     (cohort / "logs").mkdir()
+    (cohort / "raw" / "sub-01.nii.gz").unlink()  # one subject: three jobs in a chain are the point here
     env = slurm.env()
     _run(["--executor", "cluster-generic", "--jobs", "4", "-q",
           "--cluster-generic-submit-cmd", "sbatch --parsable --cpus-per-task {threads} --mem 1G --output logs/%j.log",
           "--cluster-generic-status-cmd", EXAMPLES / "slurm_status.sh"], cohort, env)
-    _check_results(cohort, ["sub-00", "sub-01"])
+    _check_results(cohort, ["sub-00"])
     logs = sorted((cohort / "logs").glob("*.log"))
-    assert len(logs) == 6, logs  # preprocess, segment and qc of two subjects: six SLURM jobs
+    assert len(logs) == 3, logs  # preprocess, segment and qc: three SLURM jobs, each after the one it needs
     for log in logs:
         task = slurm.tasks(int(log.stem))
         assert [t.state for t in task] == ["COMPLETED"], task

@@ -194,11 +194,7 @@ ants = pytest.importorskip("ants")
 
 # -- the command ---------------------------------------------------------------------------------
 
-_wired = __import__("importlib").util.find_spec("medcli.commands.register") is not None
-pytestmark_cli = pytest.mark.skipif(not _wired, reason="medcli register not written yet")
 
-
-@pytestmark_cli
 def test_cli_points_every_format(cli, tmp_path):
     t = np.array([2.0, -1.5, 4.0])
     write_transform(AffineTransform.from_translation(t), tmp_path / "t.tfm")
@@ -219,7 +215,6 @@ def test_cli_points_every_format(cli, tmp_path):
     np.testing.assert_allclose(parse_points(r.stdout.decode(), "json").ras, pts.ras - t, atol=1e-9)
 
 
-@pytestmark_cli
 @pytest.mark.slow
 def test_cli_image_and_labels(cli, tmp_path, t1):
     from medcli import io
@@ -235,7 +230,6 @@ def test_cli_image_and_labels(cli, tmp_path, t1):
     assert set(np.unique(io.read(tmp_path / "l.nii.gz").data)) == {0, 1, 2}
 
 
-@pytestmark_cli
 def test_cli_bad_input_one_line(cli, tmp_path, t1_path):
     from medcli import io
 

@@ -34,6 +34,7 @@ import gzip
 import json
 import os
 import random
+import re
 import struct
 import sys
 import tempfile
@@ -480,6 +481,10 @@ def report_markdown(results: list[dict], command: str) -> str:
         lines.append("| **all** | " + " | ".join(f"**{total.get(o, 0)}**" for o in OUTCOMES) + " |")
         lines += ["", "Most frequent refusal reasons (numbers replaced by N):", ""]
         lines += [f"- {k} ({v})" for k, v in list(res["reasons"].items())[:15]]
+        guarded = [(k, v) for k, v in res["reasons"].items() if re.match(r"\w+(Error|Exception): ", k)]
+        if guarded:
+            lines += ["", "Caught by the net under the readers (parser exception, one-line refusal):", ""]
+            lines += [f"- {k} ({v})" for k, v in guarded[:15]]
         if res["findings"]:
             lines += ["", "Findings:", ""]
             lines += [f"- {f['format']} {f['outcome']}: {f['detail']}" for f in res["findings"][:50]]

@@ -65,7 +65,7 @@ class Options:
     fluid_sigma: float = 1.7
     elastic_sigma: float = 0.7
     ncc_radius: int = 2
-    squarings: int = 6
+    squarings: int | None = None  # None: as many as the field's largest velocity needs
 
 
 @dataclass
@@ -248,15 +248,46 @@ def fit_syn(F, f_aff, M, m_aff, F_w, A: np.ndarray, metric: str, opts: Options, 
     return v, v_aff
 
 
-def _field_to_fixed(d, d_aff: np.ndarray, fixed: Image, device):
+def _slabs(shape, device, n: int = 24):
+    """Voxel coordinates of a grid in slabs of ``n`` planes along the first axis: ``(x0, x1, ident)``.
+
+    The full-resolution stages work slab by slab so that a 1 mm brain needs a
+    few tens of MB of coordinates at a time, not several 100 MB arrays.
+    """
+    for x0 in range(0, shape[0], n):
+        x1 = min(shape[0], x0 + n)
+        ident = G.identity((x1 - x0, shape[1], shape[2]), device)
+        ident[..., 0] += x0
+        yield x0, x1, ident
+
+
+def _field_to_fixed(d, d_aff: np.ndarray, fixed: Image, device) -> np.ndarray:
     """A voxel-unit displacement on a level grid as RAS mm displacements on the fixed grid ``(X, Y, Z, 3)``."""
     torch = G.torch()
     shape = fixed.shape[:3]
     m = torch.tensor(np.linalg.inv(d_aff) @ fixed.affine, dtype=torch.float32, device=device)
-    vox = G.transform_vox(m, G.identity(shape, device))
-    dv = G.sample(d, vox, padding="border")
     lin = torch.tensor(d_aff[:3, :3], dtype=torch.float32, device=device)
-    return torch.einsum("ij,bjxyz->bixyz", lin, dv)[0].permute(1, 2, 3, 0).contiguous()
+    out = np.empty(tuple(shape) + (3,), np.float32)
+    for x0, x1, ident in _slabs(shape, device):
+        dv = G.sample(d, G.transform_vox(m, ident), padding="border")
+        out[x0:x1] = torch.einsum("ij,bjxyz->bxyzi", lin, dv)[0].cpu().numpy()
+    return out
+
+
+def _warp_moving(moving: Image, A: np.ndarray, fixed: Image, u: np.ndarray | None, device) -> np.ndarray:
+    """The moving image (linear) at ``A(x + u(x))`` for every fixed voxel ``x``."""
+    torch = G.torch()
+    raw = G.volume(np.asarray(moving.data, np.float32), device)
+    to_world = torch.tensor(fixed.affine, dtype=torch.float32, device=device)
+    to_moving = torch.tensor(np.linalg.inv(moving.affine) @ A, dtype=torch.float32, device=device)
+    shape = fixed.shape[:3]
+    out = np.empty(shape, np.float32)
+    for x0, x1, ident in _slabs(shape, device):
+        world = G.transform_vox(to_world, ident)
+        if u is not None:
+            world = world + torch.from_numpy(u[x0:x1]).to(device)[None]
+        out[x0:x1] = G.sample(raw, G.transform_vox(to_moving, world))[0, 0].cpu().numpy()
+    return out
 
 
 def correlation(a, b, w) -> float:
@@ -363,10 +394,11 @@ def register(
             "contrast_correlation": round(rho, 4),
             "metric_before": before,
         }
-        ident_full = G.identity(fix.shape[:3], dev)
         log_jac = None
+        u = None
         if kind == "syn":
             v, v_aff = fit_syn(F, fix.affine, M, mov.affine, F_w, A, syn_metric, opts, log)
+            del F, M, F_w
             with torch.no_grad():
                 d = G.expmap(v, opts.squarings)
                 d_inv = G.expmap(-v, opts.squarings)
@@ -375,30 +407,23 @@ def register(
                 u = _field_to_fixed(d, v_aff, fix, dev)
                 u_inv = _field_to_fixed(d_inv, v_aff, fix, dev)
                 lin_inv = torch.tensor(np.linalg.inv(fix.affine[:3, :3]), dtype=torch.float32, device=dev)
-                d_full = torch.einsum("ij,xyzj->ixyz", lin_inv, u)[None]
-                det = G.jacobian_determinant(d_full)
+                det = G.jacobian_determinant(torch.einsum("ij,xyzj->ixyz", lin_inv, torch.from_numpy(u).to(dev))[None])
                 stats["folded_fraction"] = float((det <= 0).float().mean())
                 stats["jacobian_min"] = float(det.min())
                 stats["jacobian_max"] = float(det.max())
                 if want_jacobian:
                     log_jac = fix.with_data(torch.log(det.clamp_min(1e-6)).cpu().numpy().astype(np.float32))
                 del det
-                fwd = DisplacementField(fix.with_data(u.cpu().numpy()), fix.with_data(u_inv.cpu().numpy()))
-                world = G.transform_vox(torch.tensor(fix.affine, dtype=torch.float32, device=dev), ident_full) + u[None]
+            fwd = DisplacementField(fix.with_data(u), fix.with_data(u_inv))
             chain = TransformChain([fwd, affine])
             inverse = TransformChain([affine.inverse(), fwd.inverse()])
         else:
             with torch.no_grad():
                 wl, wwl = warped2(A)
                 after = -float(measure(F2, wl, wwl))
-                world = G.transform_vox(torch.tensor(fix.affine, dtype=torch.float32, device=dev), ident_full)
             stats["folded_fraction"] = 0.0 if np.linalg.det(A[:3, :3]) > 0 else 1.0
         with torch.no_grad():
-            to_moving = torch.tensor(np.linalg.inv(mov.affine) @ A, dtype=torch.float32, device=dev)
-            mvox = G.transform_vox(to_moving, world)
-            del world
-            raw = G.volume(np.asarray(mov.data, np.float32), dev)
-            warped = G.sample(raw, mvox)[0, 0].cpu().numpy()
+            warped = _warp_moving(mov, A, fix, u, dev)
         stats["metric_after"] = after
         stats["seconds"] = round(time.perf_counter() - t0, 3)
         out = Image(warped.astype(np.float32), fix.affine, dict(mov.meta))

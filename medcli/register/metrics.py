@@ -29,20 +29,31 @@ def global_ncc(f, m, w):
     return -(cov * cov) / ((fc * fc).sum() * (mc * mc).sum() + 1e-8)
 
 
-def local_ncc(f, m, w, radius: int = 2):
-    """Minus the mean squared local correlation over windows of ``2*radius+1`` voxels (5D grids)."""
+def box_sum(x, radius: int):
+    """Sums over ``(2*radius+1)^3`` windows of ``(1, C, X, Y, Z)`` (zero outside), by running sums.
+
+    Running sums cost the same for any window, a few times less than a pooling
+    or convolution of that window on CPU.
+    """
     import torch.nn.functional as F
 
-    k = 2 * radius + 1
+    for axis in range(2, 5):
+        c = F.pad(x.movedim(axis, -1), (radius + 1, radius)).cumsum(-1)
+        x = (c[..., 2 * radius + 1 :] - c[..., : -2 * radius - 1]).movedim(-1, axis)
+    return x
 
-    def box(x):
-        return F.avg_pool3d(x, k, stride=1, padding=radius, count_include_pad=False)
 
+def local_ncc(f, m, w, radius: int = 2):
+    """Minus the mean squared local correlation over windows of ``2*radius+1`` voxels (5D grids)."""
+    import torch
+
+    n = box_sum(w, radius).clamp_min(1.0)
     fw, mw = f * w, m * w
-    mu_f, mu_m = box(fw), box(mw)
-    cross = box(fw * mw) - mu_f * mu_m
-    var_f = (box(fw * fw) - mu_f * mu_f).clamp_min(0)
-    var_m = (box(mw * mw) - mu_m * mu_m).clamp_min(0)
+    sums = box_sum(torch.cat([fw, mw, fw * fw, mw * mw, fw * mw], 1), radius) / n
+    mu_f, mu_m, ff, mm, fm = sums.split(1, 1)
+    cross = fm - mu_f * mu_m
+    var_f = (ff - mu_f * mu_f).clamp_min(0)
+    var_m = (mm - mu_m * mu_m).clamp_min(0)
     cc = cross * cross / (var_f * var_m + 1e-5)
     return -(cc * w).sum() / w.sum().clamp_min(1.0)
 

@@ -115,7 +115,7 @@ def main() -> None:
                      f"{s['rate']:.0f} | {s['processes']} | {c['rate'] / s['rate']:.2f} | {max(c['rss_mb'], s['rss_mb']):.0f} |")
     lines += [
         "",
-        f"I/O per scan: {read / 1e6:.2f} MB read (gzipped NIfTI), {rows[0][3]['written'] / 1e6:.3f} MB written "
+        f"I/O per scan: {read / 1e6:.2f} MB read (gzipped float32 NIfTI), {rows[0][3]['written'] / 1e6:.3f} MB written "
         "(uint8 mask + JSON sidecar); the model (deepbet, 2 x 8.5 MB safetensors) is read once per task.",
         "",
     ]

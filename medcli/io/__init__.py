@@ -312,7 +312,12 @@ def write(image: Image, dest: str | Path, *, force: bool = False, description: s
 
 
 def _write_detached(image: Image, dest: Path, force: bool, writer) -> None:
-    """Header + data file pairs: write both in a private folder, then move both."""
+    """Header + data file pairs: write both in a private folder, then move both, header last.
+
+    Two renames cannot be one atomic step: a kill between them leaves the new
+    data file without its header, i.e. no output (the header is the name the
+    user gave), which the next write replaces.
+    """
     import shutil
     import tempfile
 
@@ -324,6 +329,14 @@ def _write_detached(image: Image, dest: Path, force: bool, writer) -> None:
             target = dest.parent / f.name
             if target.exists() and not force:
                 raise ProcessingError("output exists (use --force to overwrite)", target)
+        from medcli.io.safe import _fsync
+
+        for f in files:
+            _fsync(f)
+        if dest.exists():
+            # The old header goes first: killed between the renames, the output is then absent
+            # (a data file without header), never the old header describing the new data.
+            os.unlink(dest)
         for f in files:
             os.replace(f, dest.parent / f.name)
     except OSError as e:

@@ -24,7 +24,9 @@ from medcli.io.safe import _HOST
 
 pytestmark = pytest.mark.slow
 
-FORMATS = (".nii.gz", ".nrrd", ".mha", ".mgz", ".nii")
+FORMATS = (".nii.gz", ".nrrd", ".mha", ".mgz", ".nii", ".nhdr", ".mhd")
+#: Data files of detached headers (.nhdr + .raw.gz, .mhd + .zraw): alone (no header) they are no output.
+DATA_FILES = {".nhdr": "out.raw.gz", ".mhd": "out.zraw"}
 KILLS = 50
 WRITERS = 20
 
@@ -34,7 +36,8 @@ def _cmd(src, out, *extra):
 
 
 def _is_temp(name: str) -> bool:
-    return name.startswith(".") and ".medcli-" in name and "-tmp" in name
+    """``.NAME.medcli-PID@HOST-tmp.EXT`` files and ``.medcli-XXXX`` folders (detached pairs)."""
+    return name.startswith(".") and ".medcli-" in name
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +65,7 @@ def test_sigkill_at_random_moments_leaves_no_partial_output(source, tmp_path):
     src, data, old_data = source
     durations = _durations(src, tmp_path)
     rng = random.Random(17)
+    seen = set()
     outcomes = {"absent": 0, "complete": 0, "old kept": 0}
     for i in range(KILLS):
         ext = FORMATS[i % len(FORMATS)]
@@ -77,10 +81,12 @@ def test_sigkill_at_random_moments_leaves_no_partial_output(source, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         names = sorted(p.name for p in folder.iterdir())
-        assert all(n == out.name or _is_temp(n) for n in names), f"kill {i}: unexpected files {names}"
+        allowed = {out.name, DATA_FILES.get(ext)}
+        assert all(n in allowed or _is_temp(n) for n in names), f"kill {i}: unexpected files {names}"
         if not out.exists():
             outcomes["absent"] += 1
             continue
+        seen.add(ext)
         got = io.read(out)
         if overwrite and got.shape == old_data.shape:
             np.testing.assert_array_equal(got.data, old_data, err_msg=f"kill {i}: old output damaged")
@@ -90,6 +96,7 @@ def test_sigkill_at_random_moments_leaves_no_partial_output(source, tmp_path):
             outcomes["complete"] += 1
     # the kills landed on both sides of the rename (not all before the write began)
     assert outcomes["complete"] >= 3 and outcomes["absent"] + outcomes["old kept"] >= 10, outcomes
+    assert len(seen) >= 4, seen
 
 
 def test_next_write_removes_temp_files_of_killed_processes(source, tmp_path):

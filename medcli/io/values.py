@@ -127,7 +127,7 @@ def storable(data: np.ndarray, fmt: str, scaling: dict | None = None, path=None)
             return Stored(data)
         report = cast_report(data, np.dtype(np.float32))
         return Stored(data.astype(np.float32), note=f"this format stores at most float32: {report.text()}")
-    if data.dtype.name in allowed:
+    if data.dtype.name in allowed or (data.dtype.kind == "V" and fmt == "nifti"):  # NIfTI RGB24/RGBA32 records
         return Stored(data)
     from medcli.errors import ProcessingError
 

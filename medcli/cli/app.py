@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recon": ("medcli.commands.recon", "Reconstruct images from raw data: MRI k-space (zero-filled, SENSE, CS, learned) or CT sinograms."),
     "models": ("medcli.commands.models", "List, download, import and verify model weights."),
     "train": ("medcli.commands.train", "Train or fine-tune a model from a recipe."),
+    "detect": ("medcli.commands.detect", "Detect focal lesions; write findings (centre, box, diameter, score) in world mm; FROC/CPM eval."),
 }
 
 

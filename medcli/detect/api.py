@@ -1,0 +1,157 @@
+"""``detect``: image in, findings out (the pure function behind ``medcli detect``).
+
+Tasks set the search region and the intensity preparation:
+
+* ``brain-lesion``: the brain. A skull-stripped image (a zero background around one
+  object) is its own mask; otherwise the brain mask of :mod:`medcli.segment.brain`.
+* ``ct-lesion``: CT in HU, clipped to a soft-tissue window; searched in the body
+  (:func:`medcli.segment.ct.body_mask`) where soft tissue is (bone and air are
+  left out, so that their edges do not read as blobs).
+* ``blob``: any image, searched everywhere (or in ``--mask``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from medcli.detect.findings import Finding, Findings
+from medcli.detect.log import LogSettings, detect_blobs
+from medcli.errors import InputError
+from medcli.image import Image
+
+TASKS = ("brain-lesion", "ct-lesion", "blob")
+METHODS = ("log", "learned")
+#: Default thresholds: about one false positive per scan on the validation cases
+#: (tests/benchmarks/bench_detect.py, seeds 1000+, tuning generator settings).
+DEFAULT_THRESHOLD = {"brain-lesion": 0.30, "ct-lesion": 0.30, "blob": 0.30}
+#: CT soft-tissue window (HU) the detector sees.
+CT_WINDOW = (-100.0, 150.0)
+
+
+@dataclass
+class Detection:
+    findings: Findings
+    labels: Image
+    heatmap: Image | None
+    mask: np.ndarray
+
+
+def skull_stripped_mask(data: np.ndarray) -> np.ndarray | None:
+    """The non-zero region of an image whose background is exactly zero (a skull-stripped brain), else None."""
+    nz = data != 0
+    frac = float(nz.mean())
+    if frac > 0.7 or frac < 0.02:
+        return None
+    from scipy import ndimage
+
+    lab, n = ndimage.label(nz)
+    if n == 0:
+        return None
+    sizes = np.bincount(lab.ravel())[1:]
+    if sizes.max() < 0.9 * nz.sum():
+        return None
+    return ndimage.binary_fill_holes(lab == (1 + int(sizes.argmax())))
+
+
+def task_mask(image: Image, task: str) -> np.ndarray:
+    """The default search region of ``task`` on the image grid."""
+    data = np.asarray(image.data)
+    if task == "brain-lesion":
+        m = skull_stripped_mask(data)
+        if m is not None:
+            return m
+        from medcli.segment.brain import extract_brain_checked
+
+        return np.asarray(extract_brain_checked(image).mask.data) > 0
+    if task == "ct-lesion":
+        from scipy import ndimage
+
+        from medcli.segment.ct import axial_axis, body_mask, hounsfield
+
+        hu = hounsfield(image)
+        body = body_mask(hu, image.spacing, axial_axis(image.affine))
+        soft = ndimage.gaussian_filter(hu, 1.0) 
+        soft = (soft > CT_WINDOW[0]) & (soft < CT_WINDOW[1]) & body
+        return ndimage.binary_opening(soft, iterations=1)
+    return np.ones(data.shape, bool)
+
+
+def detect(image: Image, task: str = "brain-lesion", method: str = "log", mask: np.ndarray | None = None,
+           threshold: float | None = None, max_findings: int | None = 50, min_diameter: float = 2.0,
+           max_diameter: float = 40.0, heatmap: bool = False, settings: LogSettings | None = None) -> Detection:
+    """Detect focal lesions in a 3D image.
+
+    Args:
+        image: 3D image (4D: the first volume).
+        task: ``brain-lesion``, ``ct-lesion`` or ``blob``.
+        method: ``log`` (only method with a model until a detection model is trained).
+        mask: Search region (boolean, image grid); default: the task's (:func:`task_mask`).
+        threshold: Minimum score (default: :data:`DEFAULT_THRESHOLD`).
+        max_findings: Keep at most this many (highest scores first).
+        min_diameter, max_diameter: Diameter range searched (mm).
+        heatmap: Also make the score map.
+
+    Raises:
+        InputError: an empty mask, a non-3D image.
+        ProcessingError: ``learned`` before a detection model exists.
+    """
+    from medcli.errors import ProcessingError, UsageError
+
+    if task not in TASKS:
+        raise UsageError(f"--task must be one of {', '.join(TASKS)}")
+    if method == "learned":
+        raise ProcessingError("no trained detection model yet: use --method log")
+    if method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)}")
+    if min_diameter <= 0 or max_diameter <= min_diameter:
+        raise UsageError("--min-diameter must be positive and below the largest diameter (40 mm)")
+    data = np.asarray(image.data)
+    if data.ndim == 4:
+        data = data[..., 0]
+    if data.ndim != 3 or sum(s > 1 for s in data.shape) < 3:
+        raise InputError(f"detection needs a 3D image, got shape {data.shape}", image.meta.get("source"))
+    if mask is None:
+        mask = task_mask(image.with_data(data), task)
+    mask = np.asarray(mask, bool)
+    if mask.shape != data.shape:
+        raise InputError(f"mask grid {mask.shape} does not match the image grid {data.shape}", image.meta.get("source"))
+    if not mask.any():
+        raise InputError("the search mask is empty", image.meta.get("source"))
+    work = data.astype(np.float32)
+    if task == "ct-lesion":
+        work = np.clip(work, *CT_WINDOW)
+    s = replace(settings or LogSettings(), min_diameter=min_diameter, max_diameter=max_diameter)
+    thr = DEFAULT_THRESHOLD[task] if threshold is None else float(threshold)
+    found, heat, labels = detect_blobs(Image(work, image.affine), mask, s, threshold=thr, max_findings=max_findings, heatmap=heatmap)
+    f = Findings(found, task=task, method=method, threshold=thr,
+                 image={"name": str(image.meta.get("source", "")), "shape": list(data.shape),
+                        "affine": [[round(float(v), 6) for v in row] for row in image.affine]})
+    heat_img = Image(heat, image.affine) if heat is not None else None
+    return Detection(f, Image(labels, image.affine), heat_img, mask)
+
+
+def truth_from_labels(labels: Image, min_voxels: int = 1) -> list[Finding]:
+    """One lesion per connected component of a label map (centroid, box, equivalent diameter, volume)."""
+    from scipy import ndimage
+
+    data = np.asarray(labels.data)
+    if data.ndim == 4:
+        data = data[..., 0]
+    lab, n = ndimage.label(data > 0, structure=np.ones((3, 3, 3)))
+    out = []
+    vox_ml = abs(np.linalg.det(labels.affine[:3, :3])) / 1000.0
+    half = 0.5 * np.abs(labels.affine[:3, :3]).sum(axis=1)
+    for i, sl in enumerate(ndimage.find_objects(lab)):
+        if sl is None:
+            continue
+        idx = np.argwhere(lab[sl] == i + 1) + [s.start for s in sl]
+        if len(idx) < min_voxels:
+            continue
+        world = labels.voxel_to_world(idx)
+        vol = len(idx) * vox_ml
+        c = idx.mean(0)
+        out.append(Finding(labels.voxel_to_world(c)[0], np.concatenate([world.min(0) - half, world.max(0) + half]),
+                           (6 * vol * 1000 / np.pi) ** (1 / 3), 1.0, vol, "lesion", c))
+    return out

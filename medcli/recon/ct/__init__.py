@@ -34,23 +34,35 @@ __all__ = [
 ]
 
 
-def choose_method(geo: CTGeometry, model: str | None = None) -> tuple[str, str]:
-    """``--method auto``: (method, why). Learned when its model knows the geometry, else the best iterative one."""
+def choose_method(geo: CTGeometry, model: str | None = None) -> tuple[str, str, str | None]:
+    """``--method auto``: (method, why, regulariser).
+
+    Learned when its model was trained for this geometry and dose *and* its registry entry says
+    it measured best on held-out data (``input.auto = true``); otherwise, for a low-dose scan (the
+    sidecar gives Photons) the Poisson-likelihood osem with TV, else per-view SART -- the best
+    classical methods of tests/benchmarks/bench_recon_ct.py for each case.
+    """
     from medcli.recon.ct.learned import DEFAULT_MODEL, model_fits
 
     try:
         from medcli.models import hub
 
-        spec = hub.spec(model or DEFAULT_MODEL) if not (model and Path(model).exists()) else None
-    except Exception:  # no such model in the registry: fall back to the classical methods
+        if model and Path(model).exists():
+            spec, _ = hub.load(model)
+        else:
+            spec = hub.spec(model or DEFAULT_MODEL)
+    except Exception:  # no such model: fall back to the classical methods
         spec = None
+    why = "no learned CT model available"
     if spec is not None:
         ok, why = model_fits(spec, geo)
+        if ok and spec.get("input", {}).get("auto", False):
+            return "learned", "learned (its model was trained for this geometry and dose)", None
         if ok:
-            return "learned", "the learned model was trained for this geometry"
-    else:
-        why = "no learned CT model available"
-    return "sart", f"sart (learned does not apply: {why})"
+            why = "osem with TV measured better on held-out slices"
+    if geo.photons:
+        return "osem", f"osem with TV ({why})", "tv"
+    return "sart", f"sart ({why})", None
 
 
 def reconstruct_ct(
@@ -117,7 +129,8 @@ def reconstruct_ct(
     configure_torch()
     dev = torch.device(device) if device else torch_device()
     if method == "auto":
-        method, why = choose_method(geo, model)
+        method, why, auto_reg = choose_method(geo, model)
+        reg = reg or auto_reg
         log.info(f"recon: --method auto chose {why}")
     p = torch.as_tensor(sino.line_integrals(), device=dev)
     proj = Projector(geo, dev)
@@ -131,10 +144,17 @@ def reconstruct_ct(
             from medcli.recon.ct.learned import PostProcessor
 
             net = PostProcessor.load(model)
+            from medcli.recon.ct.learned import model_fits
+
+            ok, why = model_fits(net.spec, geo)
+            if not ok:
+                log.warning(f"recon: the learned model was not trained for {why}; expect artefacts (try --method osem)")
             x = (fbp(p, proj, net.spec.get("input", {}).get("filter", "ram-lak")) - geo.mu_water) / geo.mu_water
             hu = net(x.cpu().numpy()) * 1000.0
             mu = torch.as_tensor(geo.mu_water * (1 + hu / 1000.0))
-            prov["Model"] = {"Name": net.spec.get("name", model or "recon-ct"), "SHA256": net.spec.get("sha256", "")}
+            files = net.spec.get("files") or [{}]
+            prov["Model"] = {"Name": net.spec.get("name", model or "recon-ct"),
+                             "SHA256": net.spec.get("sha256") or files[0].get("sha256", "")}
         elif method == "osem":
             i0 = photons or geo.photons
             if not i0:

@@ -68,17 +68,21 @@ def regulariser(reg: str, lam: float, mu_water: float) -> Callable[["torch.Tenso
 
 
 def subset_order(views: int, subsets: int) -> list[np.ndarray]:
-    """View indices of each subset (interleaved), subsets in an order that alternates far-apart angles."""
+    """View indices of each subset (interleaved), visited in golden-ratio order.
+
+    Consecutive updates then use nearly orthogonal angles (the order of scikit-image's
+    ``order_angles_golden_ratio``), which SART needs to converge in a few sweeps.
+    """
     subsets = max(1, min(subsets, views))
     groups = [np.arange(s, views, subsets) for s in range(subsets)]
-    order, seen = [], set()
-    step = subsets
-    while len(order) < subsets:
-        for s in range(0, subsets, step):
-            if s not in seen:
-                seen.add(s)
-                order.append(s)
-        step = max(1, step // 2)
+    free = list(range(subsets))
+    order = []
+    golden = (np.sqrt(5) - 1) / 2
+    for t in range(subsets):
+        target = (t * golden) % 1.0 * subsets
+        pick = min(free, key=lambda s: min(abs(s - target), subsets - abs(s - target)))
+        free.remove(pick)
+        order.append(pick)
     return [groups[s] for s in order]
 
 
@@ -89,11 +93,13 @@ def sirt(b: "torch.Tensor", proj: "Projector", iterations: int = 100, reg: str =
 
 
 def sart(b: "torch.Tensor", proj: "Projector", iterations: int = 5, reg: str = "nonneg", lam: float = 0.0,
-         x0: "torch.Tensor | None" = None, subsets: int | None = None, relax: float = 0.15) -> "torch.Tensor":
+         x0: "torch.Tensor | None" = None, subsets: int | None = None, relax: float = 0.6) -> "torch.Tensor":
     """SART: one view at a time by default (``subsets=1`` is SIRT); one iteration visits every view once.
 
-    The relaxation 0.15 is scikit-image's ``iradon_sart`` default; with one view per update and the
-    2x2 sub-pixel matrix it gains 0.6-3 dB over ``iradon_sart`` at equal iterations (benchmark).
+    The 2x2 sub-pixel footprint smooths each update, so the relaxation is 0.6 (scikit-image's
+    ``iradon_sart`` uses 0.15 with its ray-driven projector): at 2 iterations this converges further
+    than ``iradon_sart`` on real CT and on the Shepp-Logan phantom (benchmark); with noisy data,
+    fewer iterations or ``reg="tv"``.
     """
     import torch
 

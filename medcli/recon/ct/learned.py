@@ -237,6 +237,9 @@ def model_fits(spec: dict[str, Any], geo: CTGeometry) -> tuple[bool, str]:
     span = float(np.ptp(geo.angles)) * geo.views / max(geo.views - 1, 1)
     if abs(span - 180.0) > 2.0:
         return False, f"{span:.0f} degrees of angles (the model knows 180)"
+    dose = inp.get("photons")
+    if dose and not (geo.photons and dose / 4 <= geo.photons <= dose * 4):
+        return False, f"{'an unknown' if not geo.photons else f'{geo.photons:g} photons'} dose (the model knows about {dose:g} photons per bin)"
     return True, ""
 
 

@@ -138,32 +138,49 @@ class Projector:
                     out[k] += (val * wt).sum(0)
         return out.reshape(b, *g.image_size)
 
-    def _backproject_fast(self, sino: "torch.Tensor", up: int = 8) -> "torch.Tensor":
-        """Parallel-beam FBP back-projection: nearest lookup in a sinogram linearly upsampled ``up`` times.
+    def _backproject_fast(self, sino: "torch.Tensor") -> "torch.Tensor":
+        """Parallel-beam FBP back-projection with linear interpolation (scikit-image's ``iradon``, exactly).
 
-        Equal to linear interpolation to 1/(2 up) of a bin, at half the memory traffic (one gather, no weights).
+        When the views are evenly spread over 180 degrees in an even number and the grid is square, the
+        view at ``theta + 90`` reuses the interpolation indices of ``theta`` on the grid turned by 90
+        degrees: half the index arithmetic.
         """
         import torch
 
         g = self.geo
         b = sino.shape[0]
         pad = torch.nn.functional.pad(sino.float(), (1, 1))
-        fine = torch.nn.functional.interpolate(pad, scale_factor=up, mode="linear", align_corners=False)
-        top = fine.shape[-1] - 1
+        views = g.views
+        paired = False
+        if views % 2 == 0 and g.image_size[0] == g.image_size[1] and abs(g.pixel_spacing[0] - g.pixel_spacing[1]) < 1e-9 * g.pixel_spacing[0]:
+            ang = np.asarray(g.angles, np.float64)
+            paired = bool(np.allclose(ang[views // 2 :] - ang[: views // 2], 90.0, atol=1e-6))
+        n_idx = views // 2 if paired else views
         out = torch.zeros(b, self.npix, dtype=torch.float32, device=sino.device)
-        # fine sample m is centred on bin (m + 0.5) / up - 0.5, so bin p is nearest to floor((p + 0.5) up)
-        offset = ((g.detectors - 1) / 2 + 1.5) * up
-        for lo in range(0, g.views, self.chunk):
-            hi = min(lo + self.chunk, g.views)
-            c = self._cos[lo:hi, None] * (up / g.detector_width)
-            s = self._sin[lo:hi, None] * (up / g.detector_width)
+        turned = torch.zeros_like(out)
+        offset = (g.detectors - 1) / 2 + 1
+        chunk = max(1, self.chunk // 2)
+        for lo in range(0, n_idx, chunk):
+            hi = min(lo + chunk, n_idx)
+            c = self._cos[lo:hi, None] * (1.0 / g.detector_width)
+            s = self._sin[lo:hi, None] * (1.0 / g.detector_width)
             f = torch.addcmul(offset - self._x[None] * s, self._y[None], c)
             if self._may_miss:
-                f.clamp_(0, top)
-            idx = f.long()
+                f.clamp_(0, g.detectors + 0.999)
+            i0 = f.long()
+            f -= i0
+            i1 = i0 + 1
             for k in range(b):
-                out[k] += torch.gather(fine[k, lo:hi], 1, idx).sum(0)
-        return out.reshape(b, *g.image_size)
+                src = pad[k, lo:hi]
+                out[k] += torch.lerp(torch.gather(src, 1, i0), torch.gather(src, 1, i1), f).sum(0)
+                if paired:
+                    src = pad[k, lo + n_idx : hi + n_idx]
+                    turned[k] += torch.lerp(torch.gather(src, 1, i0), torch.gather(src, 1, i1), f).sum(0)
+        out = out.reshape(b, *g.image_size)
+        if paired:
+            # view theta + 90 at pixel (i, j) = view theta's indices at pixel (j, n - 1 - i)
+            out += turned.reshape(b, *g.image_size).transpose(1, 2).flip(1)
+        return out
 
     # -- normalisations for SIRT/SART ---------------------------------------------------------
     def row_sums(self, views: slice | None = None) -> "torch.Tensor":

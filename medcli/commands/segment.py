@@ -23,7 +23,11 @@ LABEL_HELP = (
     description=(
         "Writes a uint8 label map on the input's grid and orientation (0 = background). Labels: "
         + LABEL_HELP
-        + "\n\n--task brain runs a brain-extraction network (deepbet by default, bundled; --model hd-bet). "
+        + "\n\n--task brain runs a brain-extraction network chosen from the contrast the bundled 'contrast' model "
+        "recognises (measured on held-out synthetic skull-on heads): deepbet for T1- and FLAIR-like heads, the voxels "
+        "deepbet calls brain both on the head and on its intensity-inverted copy (deepbet-consensus) for T2- and PD-like "
+        "ones; --model deepbet|deepbet-inverted|deepbet-consensus|hd-bet forces one (HD-BET is downloaded). It warns on stderr and in --stats (fields contrast, warnings) when the "
+        "contrast is outside what the model was trained or validated on, the mask is outside 0.8-2.2 L or touches the border. "
         "--task tissue segments CSF/GM/WM inside the brain of an MR image of any contrast: 'learned' (default) "
         "runs the contrast-agnostic 'tissue' network (or --model NAME|PATH) and refines its output with a Gaussian "
         "mixture + Potts MRF fitted to the image, the network as prior; 'classical' is that mixture alone, "
@@ -58,7 +62,7 @@ def cli(
     task: Annotated[str, typer.Option("--task", "-t", metavar="TASK", help=f"What to segment: {', '.join(TASKS)}.")] = "brain",
     model: Annotated[
         Optional[str],
-        typer.Option("--model", "-m", metavar="NAME|PATH", help="Model name or path (brain: deepbet, hd-bet; tissue: tissue).", show_default=False),
+        typer.Option("--model", "-m", metavar="NAME|PATH", help="Model name or path (brain: auto, deepbet, deepbet-consensus, deepbet-inverted, hd-bet; tissue: tissue).", show_default=False),
     ] = None,
     method: Annotated[
         Optional[str],
@@ -127,7 +131,7 @@ def cli(
         to_stdout = [n for n, v in (("--stats", stats), ("--labels-out", labels_out)) if v == "-"]
         if to_stdout and job.output == "-":
             raise UsageError(f"-o - sends the image to stdout: write {to_stdout[0]} to a file")
-        result, probs, brain, model_name, sha = run_task(task, image, model=model, method=method, mask=mask_image,
+        result, probs, brain, model_name, sha, checks = run_task(task, image, model=model, method=method, mask=mask_image,
                                                          postprocess=postprocess, masked_out=bool(masked))
         data = np.asarray(result.data)
         if keep:
@@ -150,6 +154,7 @@ def cli(
             from medcli.segment.outputs import statistics, stats_text
 
             doc = statistics(out, table, brain=brain if not ct else None, model=model_name, sha256=sha, source=job.source)
+            doc.update(checks)  # brain: the recognised contrast and the warnings also given on stderr
             job.write_text(stats_text(doc, job.path(stats) or stats), stats)
         if qc:
             from medcli.segment.outputs import qc_png
@@ -162,7 +167,10 @@ def cli(
 
 
 def run_task(task: str, image: Image, *, model=None, method=None, mask=None, postprocess=True, masked_out=False):
-    """Run one task: (labels, probabilities or None, brain mask or None, model name, model sha256)."""
+    """Run one task: (labels, probabilities or None, brain mask or None, model name, model sha256, checks).
+
+    ``checks`` holds, for the brain task, the recognised contrast and the warnings (for ``--stats``).
+    """
     import numpy as np
 
     from medcli.errors import ProcessingError
@@ -170,13 +178,13 @@ def run_task(task: str, image: Image, *, model=None, method=None, mask=None, pos
     if task.startswith("ct-"):
         from medcli.segment.ct import TASKS as CT
 
-        return CT[task](image, postprocess=postprocess), None, None, "rules (HU thresholds + morphology)", None
+        return CT[task](image, postprocess=postprocess), None, None, "rules (HU thresholds + morphology)", None, {}
     if task == "brain":
         from medcli.segment import brain as B
 
-        name = model or B.DEFAULT_MODEL
-        mask_img, prob = B.extract_brain(image, model=name, postprocess=postprocess)
-        return mask_img, prob, np.asarray(mask_img.data) > 0, name, _brain_sha(B, name)
+        r = B.extract_brain_checked(image, model=model or B.DEFAULT_MODEL, postprocess=postprocess)
+        checks = {"contrast": r.contrast, "warnings": r.warnings}
+        return r.mask, r.probability, np.asarray(r.mask.data) > 0, r.model, _brain_sha(B, B.WEIGHTS.get(r.model, r.model)), checks
     from medcli.segment import tissue as T
 
     chosen = method or T.DEFAULT_METHOD
@@ -193,7 +201,7 @@ def run_task(task: str, image: Image, *, model=None, method=None, mask=None, pos
     sha = _model_sha(name) if chosen == "learned" else None
     if not np.asarray(labels.data).any():
         raise ProcessingError("no tissue found inside the brain mask", image.meta.get("source"))
-    return labels, probs, brain, name, sha
+    return labels, probs, brain, name, sha, {}
 
 
 def _brain_sha(module, name: str) -> str | None:

@@ -10,6 +10,19 @@ weights medcli converts to safetensors (see ``medcli/models/cards``):
   cross-validation folds, trained on T1w, T1c, T2w and FLAIR. Its folds are
   downloaded on first use by the model hub.
 
+``deepbet-inverted`` runs deepbet on the head with its intensities inverted
+(:func:`invert_head`): a bright-CSF (T2-, PD-like) head becomes T1-like.
+``deepbet-consensus`` keeps the voxels both deepbet runs (on the head and on
+its inverse) call brain: each leaks somewhere else on a bright-CSF head.
+
+The default, ``auto``, recognises the image's contrast first
+(:mod:`medcli.segment.contrast`) and runs the model that measured best for it
+on held-out synthetic skull-on heads (:data:`PREFERRED`,
+tests/benchmarks/bench_brain_contrast.py): deepbet on T1- and FLAIR-like heads,
+deepbet-consensus on T2- and PD-like ones, all bundled;
+:func:`extract_brain_checked` also warns when the contrast is outside the
+model's training domain or the mask is implausible.
+
 Both pipelines reproduce the original tools step by step; the masks are
 deepbet's and HD-BET's own (Dice 1.0000 on the MNI152 T1 and degraded copies,
 tests/segment/test_brain.py, tests/benchmarks/results/brain.md).
@@ -23,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -30,12 +44,138 @@ import numpy as np
 from medcli.errors import ProcessingError, UsageError
 from medcli.image import Image
 
-MODELS = ("deepbet", "hd-bet")
-DEFAULT_MODEL = "deepbet"
+MODELS = ("deepbet", "deepbet-inverted", "deepbet-consensus", "hd-bet")
+#: ``auto``: the model measured best for the recognised contrast (:func:`choose_model`).
+DEFAULT_MODEL = "auto"
 #: Registry spellings accepted too.
 ALIASES = {"hdbet": "hd-bet", "HD-BET": "hd-bet"}
+#: The registry model whose weights each method runs.
+WEIGHTS = {"deepbet": "deepbet", "deepbet-inverted": "deepbet", "deepbet-consensus": "deepbet", "hd-bet": "hdbet"}
+#: Contrasts each model was trained on or validated on here (keys of medcli.segment.contrast.CONTRASTS);
+#: deepbet was trained on T1 and measured on FLAIR, its inverted and consensus uses measured on T2 and PD.
+DOMAIN = {"deepbet": ("t1", "flair"), "deepbet-inverted": ("t2", "pd"), "deepbet-consensus": ("t2", "pd"),
+          "hd-bet": ("t1", "t2", "flair")}
+#: Models per recognised contrast, best first, as measured on held-out synthetic skull-on heads
+#: (tests/benchmarks/results/brain_contrast.md); a model without weights on the node is skipped.
+#: Contrasts whose CSF is brighter than grey and white matter.
+BRIGHT_CSF = ("t2", "pd")
+PREFERRED = {
+    "t1": ("deepbet",),
+    "flair": ("deepbet",),
+    "t2": ("deepbet-consensus",),
+    "pd": ("deepbet-consensus",),
+    "ct": ("deepbet",),
+}
+#: Plausible adult brain mask volume, mL.
+VOLUME_ML = (800.0, 2200.0)
 
 _CACHE: dict = {}
+
+
+@dataclass
+class BrainResult:
+    """A brain mask with how it was made and what looked wrong."""
+
+    mask: Image
+    probability: Image
+    model: str
+    contrast: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+    volume_ml: float = 0.0
+
+
+def hdbet_available(folds: Sequence[int] = (0,)) -> bool:
+    """Whether HD-BET's weights for ``folds`` are on this node (nothing is downloaded to find out)."""
+    try:
+        from medcli.models import hub
+
+        spec = hub.spec("hdbet")
+        return all(hub._find(spec, spec["folds"][f], check=False) is not None or hub._find_converted(spec, spec["folds"][f]) is not None
+                   for f in folds)
+    except Exception:  # noqa: BLE001 - an unreadable cache means "not available", never a failure
+        return False
+
+
+def choose_model(contrast: dict | None) -> tuple[str, list[str]]:
+    """The brain model for a recognised contrast, and warnings about the choice.
+
+    :data:`PREFERRED` ranks the models per contrast by their Dice on the held-out synthetic heads
+    (tests/benchmarks/results/brain_contrast.md). HD-BET's weights are not bundled: when the best
+    model is HD-BET and its weights are missing, the next one is used, with a warning that says
+    how to get them.
+    """
+    key = (contrast or {}).get("contrast", "t1")
+    probs = (contrast or {}).get("probabilities")
+    if probs and key != "ct":
+        # What matters to deepbet is whether CSF is bright: decide on the two groups' summed probability,
+        # so that the recogniser's commonest confusions (PD/T2, T1/FLAIR) do not change the model.
+        from medcli.segment.contrast import NAMES
+
+        bright = sum(probs.get(NAMES[k], 0.0) for k in BRIGHT_CSF) > 0.5
+        if bright != (key in BRIGHT_CSF):
+            key = max((k for k in NAMES if (k in BRIGHT_CSF) == bright and k != "ct"), key=lambda k: probs.get(NAMES[k], 0.0))
+    ranked = PREFERRED.get(key, PREFERRED["t1"])
+    for model in ranked:
+        if model != "hd-bet" or hdbet_available((0,)):
+            if model != ranked[0]:
+                return model, [f"{contrast['label']} image: HD-BET is the better model for it, but its weights are not on "
+                               f"this node ('medcli models pull hdbet'); using {model}: check the mask"]
+            return model, []
+    return ranked[-1], []
+
+
+def check_mask(mask: np.ndarray, affine: np.ndarray) -> tuple[float, list[str]]:
+    """Volume (mL) of a brain mask and warnings when it is implausible: outside 0.8-2.2 L, or on the image border."""
+    voxel_ml = float(abs(np.linalg.det(np.asarray(affine)[:3, :3]))) / 1000.0
+    ml = float(np.count_nonzero(mask)) * voxel_ml
+    warnings = []
+    if not VOLUME_ML[0] <= ml <= VOLUME_ML[1]:
+        warnings.append(f"brain mask volume {ml / 1000:.2f} L is outside {VOLUME_ML[0] / 1000:.1f}-{VOLUME_ML[1] / 1000:.1f} L "
+                        "(adult brain): check the mask (child, partial field of view, wrong contrast?)")
+    m = np.asarray(mask, bool)
+    faces = [np.take(m, i, axis=a) for a in range(m.ndim) if m.shape[a] > 1 for i in (0, -1)]
+    if any(f.any() for f in faces):
+        warnings.append("brain mask touches the image border: the field of view may cut the brain, or the mask leaks")
+    return ml, warnings
+
+
+def extract_brain_checked(image: Image, model: str = DEFAULT_MODEL, recognise: bool = True, **kwargs) -> BrainResult:
+    """:func:`extract_brain` with the contrast recognised, the model chosen (``auto``) and the result checked.
+
+    Warnings (also logged on stderr) name a contrast outside the model's training domain, an
+    implausible volume or a mask on the border; they are returned for ``--stats``.
+    """
+    from medcli.cli.runtime import log
+
+    model = ALIASES.get(model, model)
+    contrast = None
+    if recognise or model == "auto":
+        try:
+            from medcli.segment.contrast import recognise as _recognise
+
+            contrast = _recognise(image, device=kwargs.get("device"))
+        except Exception as e:  # noqa: BLE001 - recognition informs the choice; its failure must not stop the mask
+            log.warning(f"contrast recognition failed ({e}); assuming T1")
+    warnings: list[str] = []
+    if model == "auto":
+        model, warnings = choose_model(contrast)
+        if model == "hd-bet" and kwargs.get("folds") is None:
+            kwargs["folds"] = (0,)  # one fold: the benchmark's setting, a fifth of the time of five
+        if contrast is not None:
+            log.info(f"recognised {contrast['label']} ({contrast['confidence']:.2f}): brain model {model}")
+    if contrast is not None:
+        key = contrast["contrast"]
+        if key not in DOMAIN.get(model, (key,)) and not warnings:
+            warnings.append(f"{contrast['label']} image (confidence {contrast['confidence']:.2f}) is outside the contrasts "
+                            f"{model} was trained or validated on ({', '.join(DOMAIN[model])}): check the mask")
+        if contrast.get("region") == "other body part":
+            warnings.append(f"the image does not look like a head ({contrast['region']}, {contrast['region_confidence']:.2f})")
+    mask, prob = extract_brain(image, model=model, **kwargs)
+    ml, more = check_mask(np.asarray(mask.data), mask.affine)
+    warnings += more
+    for w in warnings:
+        log.warning(w)
+    return BrainResult(mask, prob, model, contrast, warnings, ml)
 
 
 def extract_brain(
@@ -51,7 +191,8 @@ def extract_brain(
 
     Args:
         image: A 3D head image (4D: the first volume is used), any orientation.
-        model: ``deepbet`` (T1w, bundled) or ``hd-bet`` (T1w/T1c/T2w/FLAIR, downloaded).
+        model: ``auto`` (default: chosen from the recognised contrast, see :func:`choose_model`),
+            ``deepbet`` (T1w, bundled) or ``hd-bet`` (T1w/T1c/T2w/FLAIR, downloaded).
         folds: HD-BET folds to ensemble (default: all five); ignored by deepbet.
         tta: Average predictions over mirrored copies: left-right for deepbet (2 passes),
             all 8 axis mirrorings for HD-BET (as HD-BET's own ``-tta 1``).
@@ -74,6 +215,9 @@ def extract_brain(
         True
     """
     model = ALIASES.get(model, model)
+    if model == "auto":
+        r = extract_brain_checked(image, model, folds=folds, tta=tta, threshold=threshold, postprocess=postprocess, device=device)
+        return r.mask, r.probability
     if model not in MODELS:
         raise UsageError(f"unknown brain model {model!r} (known: {', '.join(MODELS)})")
     if not 0.0 < threshold < 1.0:
@@ -85,6 +229,13 @@ def extract_brain(
         raise ProcessingError(f"brain extraction needs a 3D image, got shape {data.shape}", image.meta.get("source"))
     if model == "deepbet":
         prob = _deepbet_probability(image, tta=tta, device=device)
+    elif model == "deepbet-inverted":
+        prob = _deepbet_probability(invert_head(image), tta=tta, device=device)
+    elif model == "deepbet-consensus":
+        # Brain where deepbet agrees on the head and on its inverse: each leaks elsewhere (bright CSF and fat;
+        # bone and muscle), so the agreement keeps the brain and drops both leaks.
+        prob = np.minimum(_deepbet_probability(image, tta=tta, device=device),
+                          _deepbet_probability(invert_head(image), tta=tta, device=device))
     else:
         prob = _hdbet_probability(image, folds=folds, tta=tta, device=device)
     mask = prob > threshold
@@ -97,6 +248,33 @@ def extract_brain(
 
 
 # --------------------------------------------------------------------------- deepbet
+
+
+def head_mask(data: np.ndarray) -> np.ndarray:
+    """The head (everything but air) of an MR volume: above a tenth of the median foreground level, closed, filled."""
+    from scipy import ndimage
+
+    x = np.nan_to_num(np.asarray(data, np.float32))
+    top = float(np.percentile(x, 99.5))
+    fg = x > 0.05 * top
+    if not fg.any():
+        return fg
+    head = x > 0.1 * float(np.median(x[fg]))
+    head = ndimage.binary_fill_holes(ndimage.binary_closing(head, iterations=2))
+    return _largest_component(head)
+
+
+def invert_head(image: Image) -> Image:
+    """A T2- or PD-like head made T1-like for deepbet: intensities inverted inside the head, air kept at 0.
+
+    Inversion turns the bright-CSF order (CSF > GM > WM) into T1's (WM > GM > CSF); the dark CSF rim
+    then separates brain from skull as it does on T1, which is what deepbet keys on.
+    """
+    x = np.nan_to_num(np.asarray(image.data, np.float32))
+    head = head_mask(x)
+    top = float(np.percentile(x[head], 99.5)) if head.any() else float(x.max())
+    return image.with_data(np.where(head, np.clip(top - x, 0.0, None), 0.0).astype(np.float32))
+
 
 
 def deepbet_normalize(x, low, high):

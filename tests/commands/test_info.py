@@ -33,3 +33,16 @@ def test_info_lists_several_dicom_series(cli, tmp_path):
     doc = json.loads(r.stdout)
     assert doc["shape"] == [8, 9, 4]
     np.testing.assert_allclose(np.array(doc["affine"]), aff, atol=1e-5)
+
+
+def test_info_recognises_contrast_of_the_bundled_images(cli):
+    r = cli("info", "sample:t1", "sample:ct", "--json")
+    assert r.returncode == 0, r.stderr
+    t1, ct = json.loads(r.stdout)
+    assert (t1["contrast"]["contrast"], t1["contrast"]["skull"]) == ("t1", False), t1["contrast"]
+    assert t1["contrast"]["confidence"] > 0.5
+    assert ct["contrast"]["modality"] == "CT", ct["contrast"]
+    r = cli("info", "sample:t1")
+    assert "contrast     MR T1-like (" in r.stdout.decode()
+    r = cli("info", "sample:t1", "--header-only", "--json")
+    assert "contrast" not in json.loads(r.stdout)

@@ -104,7 +104,7 @@ def test_deepbet_port_matches_deepbet(name, variant_files, deepbet_refs):
 @pytest.mark.slow
 def test_deepbet_tta_and_threshold_stay_close(variant_files, deepbet_refs):
     img = io.read(variant_files["t1"])
-    mask, _ = extract_brain(img, tta=True, threshold=0.6)
+    mask, _ = extract_brain(img, model="deepbet", tta=True, threshold=0.6)
     assert dice(mask.data, deepbet_refs["t1"]) >= 0.98
 
 

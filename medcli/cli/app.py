@@ -32,10 +32,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "harmonize": ("medcli.commands.harmonize", "Normalise intensities across scanners (z-score, WhiteStripe, Nyul, learned)."),
     "superres": ("medcli.commands.superres", "Through-plane super-resolution of thick-slice MR."),
     "register": ("medcli.commands.register", "Register images (rigid, affine, diffeomorphic), apply transforms to images, labels and points."),
+    "landmarks": ("medcli.commands.landmarks", "Anatomical landmarks (32 AFIDs) on a head image as Slicer markups; radial-error evaluation."),
     "recon": ("medcli.commands.recon", "Reconstruct images from raw data: MRI k-space (zero-filled, SENSE, CS, learned) or CT sinograms."),
     "models": ("medcli.commands.models", "List, download, import and verify model weights."),
     "train": ("medcli.commands.train", "Train or fine-tune a model from a recipe."),
     "detect": ("medcli.commands.detect", "Detect focal lesions; write findings (centre, box, diameter, score) in world mm; FROC/CPM eval."),
+    "report": ("medcli.commands.report", "Write a self-contained report (HTML, Markdown, JSON) of a scan and what medcli found in it."),
 }
 
 

@@ -1,0 +1,122 @@
+"""medcli report on the MNI T1: inputs recognised by content, numbers carried exactly, pictures
+inline, refusals of files of other images, and the cohort page."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+
+from medcli import io
+from medcli.errors import InputError
+from medcli.image import Image
+from medcli.report.inputs import recognise
+
+
+@pytest.fixture(scope="module")
+def t1(scan_inputs):
+    return io.read(str(scan_inputs["t1"]))
+
+
+def test_recognised_by_content(scan_inputs, t1):
+    from medcli.cli.command import sha256_of
+
+    sha = sha256_of(str(scan_inputs["t1"]))
+    kinds = {k: recognise(str(scan_inputs[k]), t1, sha).kind for k in ("labels", "stats", "stats_csv", "sidecar", "findings", "landmarks")}
+    assert kinds == {"labels": "labels", "stats": "seg_stats", "stats_csv": "seg_stats", "sidecar": "sidecar",
+                     "findings": "findings", "landmarks": "landmarks"}
+
+
+def test_files_of_another_image_refused(scan_inputs, t1, tmp_path):
+    # A label map of a 2 mm image of the same head: another grid.
+    lab = io.read(str(scan_inputs["labels"]))
+    half = Image(np.asarray(lab.data)[::2, ::2, ::2], lab.affine @ np.diag([2, 2, 2, 1]))
+    io.write(half, str(tmp_path / "other.nii.gz"))
+    with pytest.raises(InputError, match="another grid"):
+        recognise(str(tmp_path / "other.nii.gz"), t1)
+    doc = json.loads(scan_inputs["findings"].read_text())
+    doc["image"]["sha256"] = "0" * 64
+    (tmp_path / "f.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="another image"):
+        recognise(str(tmp_path / "f.json"), t1, "1" * 64)
+    doc["schema"] = "medcli.findings/9"
+    (tmp_path / "f9.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="unknown schema version 'medcli.findings/9'"):
+        recognise(str(tmp_path / "f9.json"), t1)
+    (tmp_path / "far.fcsv").write_text(scan_inputs["landmarks"].read_text().replace(",0.", ",900.", 1))
+    with pytest.raises(InputError, match="outside the image"):
+        recognise(str(tmp_path / "far.fcsv"), t1)
+    side = json.loads(scan_inputs["sidecar"].read_text())
+    side["Sources"][0]["SHA256"] = "2" * 64
+    (tmp_path / "s.json").write_text(json.dumps(side))
+    with pytest.raises(InputError, match="another image"):
+        recognise(str(tmp_path / "s.json"), t1, "1" * 64)
+
+
+def _report(cli, scan_inputs, tmp_path, *extra):
+    args = ["report", str(scan_inputs["t1"])]
+    for k in ("labels", "stats", "sidecar", "findings", "landmarks"):
+        args += ["--with", str(scan_inputs[k])]
+    r = cli(*args, "-o", str(tmp_path / "r.html"), "-o", str(tmp_path / "r.json"), "-o", str(tmp_path / "r.md"), *extra)
+    assert r.returncode == 0, r.stderr.decode()
+    return (tmp_path / "r.html").read_text(), json.loads((tmp_path / "r.json").read_text()), (tmp_path / "r.md").read_text()
+
+
+def test_report_numbers_and_narrative(cli, scan_inputs, tmp_path):
+    page, doc, md = _report(cli, scan_inputs, tmp_path)
+    stats = json.loads(scan_inputs["stats"].read_text())
+    vol = {r["name"]: r for r in doc["volumes"]["labels"]}
+    for r in stats["labels"]:
+        assert vol[r["name"]]["volume_ml"] == pytest.approx(r["volume_ml"])
+        assert vol[r["name"]]["percent_icv"] == pytest.approx(100 * r["volume_ml"] / stats["intracranial_volume_ml"], abs=0.01)
+    icv = stats["intracranial_volume_ml"]
+    assert doc["volumes"]["intracranial_volume_ml"] == pytest.approx(icv, abs=0.01)
+    text = " ".join(s["text"] for s in doc["narrative"])
+    assert f"Intracranial volume {icv:,.0f} mL." in text
+    gm = vol["GM"]
+    assert f"Grey matter {gm['volume_ml']:,.0f} mL ({gm['percent_icv']:.0f} % of intracranial volume)" in text
+    # The largest finding (12 mm, score 0.93) was put in left white matter: side and tissue from the label map.
+    assert "Two focal findings were detected; the largest measures 12 mm, in the left hemisphere white matter (score 0.93)" in text
+    assert "not a diagnosis" in text and "diagnos" not in text.replace("not a diagnosis", "")
+    # Every sentence links to an element with that id, and that element shows the number.
+    for s in doc["narrative"]:
+        assert f'href="#{s["ref"]}"' in page and f'id="{s["ref"]}"' in page
+    row = re.search(r'<tr id="vol-GM">(.*?)</tr>', page, re.S).group(1)
+    assert f"{gm['volume_ml']:,.1f}" in row
+    # Provenance carries the model and its sha256; the card says what it was trained on.
+    assert "ab" * 32 in page and "ICBM 2009a MNI152" in page
+    assert len(doc["landmarks"]) == 32 and len(doc["findings"]) == 2
+    assert "| GM |" in md and "Intracranial volume" in md
+
+
+def test_html_self_contained_and_small(cli, scan_inputs, tmp_path):
+    page, _, _ = _report(cli, scan_inputs, tmp_path)
+    assert len(page.encode()) < 2_000_000
+    assert not re.search(r'(src|href)="(?!data:|#)', page), "a reference outside the page"
+    assert "<script" not in page and "@import" not in page and "url(" not in page
+    imgs = re.findall(r'<img src="data:image/(webp|png);base64,([^"]+)" alt="([^"]+)"', page)
+    assert len(imgs) == 2 + 2  # tissue mosaic, landmarks+boxes mosaic, two finding crops
+    from PIL import Image as PILImage
+    import io as _io
+
+    for fmt, b64, alt in imgs:
+        pic = PILImage.open(_io.BytesIO(base64.b64decode(b64)))
+        assert pic.width > 50 and len(alt) > 20
+        assert np.asarray(pic.convert("L")).std() > 10  # not blank
+    assert "@media print" in page and 'name="viewport"' in page and '<html lang="en">' in page
+
+
+def test_refusals_one_line_no_output(cli, scan_inputs, tmp_path):
+    doc = json.loads(scan_inputs["findings"].read_text())
+    doc["schema"] = "medcli.findings/7"
+    (tmp_path / "f.json").write_text(json.dumps(doc))
+    r = cli("report", str(scan_inputs["t1"]), "--with", str(scan_inputs["labels"]), "--with", str(tmp_path / "f.json"), "-o", str(tmp_path / "r.html"))
+    assert r.returncode == 3 and len(r.stderr.decode().strip().splitlines()) == 1 and "unknown schema version" in r.stderr.decode()
+    assert not (tmp_path / "r.html").exists()
+    r = cli("report", str(tmp_path / "missing.nii.gz"), "-o", str(tmp_path / "r.html"))
+    assert r.returncode == 3 and len(r.stderr.decode().strip().splitlines()) == 1
+    r = cli("report", str(scan_inputs["t1"]), "-o", str(tmp_path / "r.pdf"))
+    assert r.returncode == 2 and ".html, .md or .json" in r.stderr.decode()

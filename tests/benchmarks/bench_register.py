@@ -183,7 +183,10 @@ def main() -> int:
     ap.add_argument("--spacing", type=float, default=1.0, help="Voxel size of the case in mm (1 = the MNI T1 as shipped).")
     ap.add_argument("--skip-ants-t2", action="store_true", help="Do not run ANTsPy on the T2-like case.")
     ap.add_argument("--work", default=None, help="Working folder (default: a temporary one).")
+    ap.add_argument("--tools", default="medcli,ants", help="Which tools to run (comma-separated: medcli, ants).")
+    ap.add_argument("--merge", default=None, help="Take the other tool's rows from this earlier run's printed JSON lines.")
     args = ap.parse_args()
+    tools = set(args.tools.split(","))
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_register_"))
     work.mkdir(parents=True, exist_ok=True)
     case = make_case(work, args.spacing)
@@ -196,19 +199,30 @@ def main() -> int:
         rows.append(r)
         print(json.dumps(r), flush=True)
 
-    m = run_medcli(paths["moving"], paths, work, "medcli_syn", "syn")
-    row("medcli", "SyN", "T1", m, dice_of(m["transforms"], paths), folded(m["transforms"][0], paths), f"metric {m['stats']['metric']}")
-    a = run_ants(paths["moving"], paths, work, "ants_syn_", "SyN")
-    row("ANTsPy", "SyN", "T1", a, dice_of(a["transforms"], paths), folded(a["transforms"][0], paths))
-    m = run_medcli(paths["moving"], paths, work, "medcli_affine", "affine")
-    row("medcli", "Affine", "T1", m, dice_of(m["transforms"], paths))
-    a = run_ants(paths["moving"], paths, work, "ants_affine_", "Affine")
-    row("ANTsPy", "Affine", "T1", a, dice_of(a["transforms"], paths))
-    m = run_medcli(paths["moving_t2"], paths, work, "medcli_syn_t2", "syn")
-    row("medcli", "SyN", "T2-like", m, dice_of(m["transforms"], paths), folded(m["transforms"][0], paths), f"metric {m['stats']['metric']}")
-    if not args.skip_ants_t2:
+    if args.merge:
+        rows += [json.loads(line) for line in Path(args.merge).read_text().splitlines() if line.startswith("{")]
+        rows[:] = [r for r in rows if (r["tool"] == "medcli") != ("medcli" in tools)]
+    if "medcli" in tools:
+        m = run_medcli(paths["moving"], paths, work, "medcli_syn", "syn")
+        row("medcli", "SyN", "T1", m, dice_of(m["transforms"], paths), folded(m["transforms"][0], paths), f"metric {m['stats']['metric']}")
+    if "ants" in tools:
+        a = run_ants(paths["moving"], paths, work, "ants_syn_", "SyN")
+        row("ANTsPy", "SyN", "T1", a, dice_of(a["transforms"], paths), folded(a["transforms"][0], paths))
+    if "medcli" in tools:
+        m = run_medcli(paths["moving"], paths, work, "medcli_affine", "affine")
+        row("medcli", "Affine", "T1", m, dice_of(m["transforms"], paths))
+    if "ants" in tools:
+        a = run_ants(paths["moving"], paths, work, "ants_affine_", "Affine")
+        row("ANTsPy", "Affine", "T1", a, dice_of(a["transforms"], paths))
+    if "medcli" in tools:
+        m = run_medcli(paths["moving_t2"], paths, work, "medcli_syn_t2", "syn")
+        row("medcli", "SyN", "T2-like", m, dice_of(m["transforms"], paths), folded(m["transforms"][0], paths), f"metric {m['stats']['metric']}")
+    if "ants" in tools and not args.skip_ants_t2:
         a = run_ants(paths["moving_t2"], paths, work, "ants_syn_t2_", "SyN")
         row("ANTsPy", "SyN", "T2-like", a, dice_of(a["transforms"], paths), folded(a["transforms"][0], paths))
+    if "medcli" not in tools:
+        write_results(rows, args, None)
+        return 0
     m = run_medcli(paths["rigid"], paths, work, "medcli_rigid", "rigid")
     ang, centre, mean = rigid_error(m["transforms"][-1], case["rigid"], paths)
     row("medcli", "Rigid", "T1", m, extra=f"rotation error {ang:.3f} deg, {centre:.3f} mm at the brain centre, {mean:.3f} mm mean over the head")
@@ -219,7 +233,7 @@ def main() -> int:
     return 0
 
 
-def write_results(rows: list[dict], args, deterministic: bool) -> None:
+def write_results(rows: list[dict], args, deterministic: bool | None) -> None:
     def find(tool, kind, case):
         return next((r for r in rows if r["tool"] == tool and r["type"] == kind and r["case"] == case), None)
 
@@ -265,7 +279,8 @@ def write_results(rows: list[dict], args, deterministic: bool) -> None:
     rig = find("medcli", "Rigid", "T1")
     if rig:
         lines.append(f"- Rigid recovery: {rig['note']} (target < 0.1 degree, < 0.1 mm).")
-    lines.append(f"- Determinism: the same rigid command twice gives {'bit-identical' if deterministic else 'DIFFERENT'} warped image and .mat.")
+    if deterministic is not None:
+        lines.append(f"- Determinism: the same rigid command twice gives {'bit-identical' if deterministic else 'DIFFERENT'} warped image and .mat.")
     text = "\n".join(lines) + "\n"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)

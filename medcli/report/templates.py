@@ -7,6 +7,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-
 margin:0 auto;max-width:1100px;padding:1rem;line-height:1.45}
 h1{font-size:1.5rem;margin:.2rem 0 .6rem}h2{font-size:1.2rem;border-bottom:2px solid var(--line);padding-bottom:.2rem;margin-top:1.6rem}
 a{color:var(--accent)}
+h1,p,dd,figcaption,li{overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%;margin:.4rem 0;font-size:.92rem}
 caption{text-align:left;color:var(--muted);font-size:.85rem;padding:.2rem 0}
 th,td{border-bottom:1px solid var(--line);padding:.3rem .5rem;text-align:left;vertical-align:top}

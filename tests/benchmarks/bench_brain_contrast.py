@@ -219,7 +219,10 @@ def main() -> None:
     os.environ.setdefault("MEDCLI_HOME", tempfile.mkdtemp(prefix="medcli_bench_"))
     lines = ["# Brain extraction on any contrast, and contrast recognition", "",
              f"Machine: {platform.processor() or platform.machine()}, {threads} thread(s). "
-             "`python tests/benchmarks/bench_brain_contrast.py" + (" --peers" if args.peers else "") + (" --five" if args.five else "") + "`", ""]
+             "`python tests/benchmarks/bench_brain_contrast.py" + (" --peers" if args.peers else "") + (" --five" if args.five else "")
+             + (" --reuse-brain" if args.reuse_brain else "") + "`"
+             + (" (the masks' Dice, volumes and times come from the full run saved in results/brain_contrast.json; "
+                "recognition and the default's choice are run anew)" if args.reuse_brain else ""), ""]
     if not args.no_contrast and not args.masks_only:
         lines += contrast_section(args)
         lines.append("")

@@ -9,7 +9,7 @@ import typer
 
 from medcli.cli.command import CommandSpec, command
 
-RUNNABLE = ("brain", "tissue")
+RUNNABLE = ("brain", "tissue", "detect")
 
 
 @dataclass
@@ -67,8 +67,8 @@ def _check_outputs(outputs: list[str], force: bool) -> list[str]:
         "content: label maps (segment -o), segment --stats JSON/CSV, sidecars (--sidecar), detect findings JSON "
         "(schema medcli.findings/1), landmarks (.fcsv, .mrk.json, JSON points), register --stats. Each must belong "
         "to IMAGE (same grid, same sha256, points inside the field of view): a file of another image is refused. "
-        "--run brain,tissue runs those segment analyses in this process instead (models loaded once, the brain mask "
-        "shared by the tissue step).\n\n"
+        "--run brain,tissue,detect (or all) runs segment's brain and tissue analyses and detect's brain-lesion search "
+        "in this process instead (models loaded once, the brain mask found once and shared by tissue and detect).\n\n"
         "The report holds the scan's identity and acquisition (header, voxel size, orientation), volumes per label in "
         "mL and % of intracranial volume, findings (with crops) and landmarks tables, QC mosaics with outlines in "
         "three planes, provenance (every step's model and its sha256), what the models were trained on (their "
@@ -134,8 +134,9 @@ def _parse_run(run: str | None) -> list[str]:
     for t in tasks:
         if t not in RUNNABLE:
             raise UsageError(f"--run: unknown analysis {t!r} (known: {', '.join(RUNNABLE)}, all)")
-    if "tissue" in tasks and "brain" not in tasks:
-        tasks.insert(0, "brain")  # tissue needs the brain mask; it is reported too
+    if ("tissue" in tasks or "detect" in tasks) and "brain" not in tasks:
+        tasks.insert(0, "brain")  # tissue and detect search inside the brain mask; it is reported too
+    tasks.sort(key=RUNNABLE.index)
     return tasks
 
 
@@ -151,6 +152,9 @@ def run_analyses(image, source: str, tasks: list[str]):
     items = []
     brain_img = None
     for task in tasks:
+        if task == "detect":
+            items.append(_detect_item(image, brain_img))
+            continue
         labels, _, brain, model_name, sha, checks = run_task(task, image, mask=brain_img)
         lab = Image(np.asarray(labels.data).astype(np.int32), image.affine)
         items.append(Item("labels", f"--run {task}", lab))
@@ -161,6 +165,21 @@ def run_analyses(image, source: str, tasks: list[str]):
             doc["labels"] = []  # the brain mask is the ICV, not a structure
         items.append(Item("seg_stats", f"--run {task}", doc))
     return items
+
+
+def _detect_item(image, brain_img):
+    """``detect --task brain-lesion`` inside the brain mask found by the brain step, read back as detect writes it."""
+    import json
+
+    import numpy as np
+
+    from medcli.detect.api import detect
+    from medcli.detect.findings import format_findings
+    from medcli.report.inputs import findings_item
+
+    mask = np.asarray(brain_img.data) > 0 if brain_img is not None else None
+    det = detect(image, task="brain-lesion", method="log", mask=mask)
+    return findings_item(json.loads(format_findings(det.findings, "json")), "--run detect", image, None)
 
 
 @command(

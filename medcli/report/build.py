@@ -214,6 +214,9 @@ def build(image: Image, source: str, items: Sequence[Item], sha256: str | None =
             {k: it.data.get(k) for k in ("type", "metric", "metric_before", "metric_after", "folded_fraction", "moving", "fixed")} | {"source": it.path}
             for it in regs
         ]
+    warnings = [f"{it.path}: {w}" for it in items if it.kind == "seg_stats" for w in it.data.get("warnings") or []]
+    if warnings:
+        doc["warnings"] = warnings  # what segment warned about (contrast, mask size, border) stays visible
     doc["provenance"] = provenance(items)
     models = {p["model"]: p.get("sha256") for p in doc["provenance"] if p.get("model")}
     doc["models"] = [{"model": m, "sha256": s, **(card_summary(m) or {})} for m, s in models.items()]
@@ -235,7 +238,8 @@ def provenance(items: Sequence[Item]) -> list[dict[str, Any]]:
         elif it.kind == "findings":
             m = d.get("model")
             name, sha = (m.get("name") or m.get("Name"), m.get("sha256") or m.get("SHA256")) if isinstance(m, dict) else (m, None)
-            rows.append({"step": "detect", "model": name or d.get("method"), "sha256": sha, "source": it.path})
+            method = d.get("method")
+            rows.append({"step": f"detect ({method})" if method else "detect", "model": name, "sha256": sha, "source": it.path})
         elif it.kind == "register_stats":
             rows.append({"step": "register", "model": None, "sha256": None, "source": it.path})
     return rows
@@ -261,16 +265,29 @@ def pictures(image: Image, items: Sequence[Item], doc: dict[str, Any]):
     pts = np.array([p["ras_mm"] for p in doc.get("landmarks") or []], float).reshape(-1, 3)
     boxes = np.array([f["box_ras_mm"] for f in doc.get("findings") or []], float).reshape(-1, 6)
     crops: dict[str, Figure] = {}
-    if len(pts) or len(boxes):
-        anchor = pts if len(pts) else boxes[:, :3] / 2 + boxes[:, 3:] / 2
-        anchor = anchor[np.all(np.isfinite(anchor), axis=1)]
-        centre = [int(round(c)) for c in views.image.world_to_voxel(anchor.mean(axis=0)[None])[0]] if len(anchor) else views.centre_of(None)
-        centre = [int(np.clip(c, 0, s - 1)) for c, s in zip(centre, views.image.shape[:3])]
-        pic = views.mosaic(centre, points=pts if len(pts) else None, boxes=boxes if len(boxes) else None)
-        what = " and ".join(w for w, n in ((f"{len(pts)} landmark crosses", len(pts)), (f"{len(boxes)} finding boxes", len(boxes))) if n)
-        figs.append(Figure(encode(pic), f"Three planes of the scan with {what}; bright crosses lie within 3 mm of the plane.",
-                           pic.width, pic.height, f"{what[:1].upper() + what[1:]} (red boxes: findings; yellow crosses: landmarks)."))
+    finds = doc.get("findings") or []
+    if len(boxes):
+        # Centred on the largest finding, so that at least its box shows in all three planes.
+        big = max(range(len(finds)), key=lambda i: np.nan_to_num(finds[i]["diameter_mm"], nan=-1.0))
+        c = np.asarray(finds[big]["center_ras_mm"], float)
+        figs.append(_marked(views, c, None, boxes, f"{len(boxes)} finding boxes (red), planes through finding {finds[big]['id']}"))
+    if len(pts):
+        ok = pts[np.all(np.isfinite(pts), axis=1)]
+        figs.append(_marked(views, ok.mean(axis=0) if len(ok) else None, pts, None,
+                            f"{len(pts)} landmark crosses (yellow; bright within 3 mm of the plane), planes through their centroid"))
     for f in (doc.get("findings") or [])[:50]:  # crops of the first 50: a report stays small
         pic = views.crop(f["center_ras_mm"], f["box_ras_mm"])
         crops[f["anchor"]] = Figure(encode(pic), f"Axial crop around finding {f['id']} ({f['diameter_mm']:.0f} mm) with its box.", pic.width, pic.height)
     return figs, crops
+
+
+def _marked(views, centre_ras, pts, boxes, what: str):
+    """A three-plane mosaic with landmark crosses and/or finding boxes, through ``centre_ras`` (mm)."""
+    from medcli.report.figures import Figure, encode
+
+    if centre_ras is not None and np.all(np.isfinite(centre_ras)):
+        centre = [int(np.clip(round(c), 0, s - 1)) for c, s in zip(views.image.world_to_voxel(np.asarray(centre_ras)[None])[0], views.image.shape[:3])]
+    else:
+        centre = views.centre_of(None)
+    pic = views.mosaic(centre, points=pts, boxes=boxes)
+    return Figure(encode(pic), f"Axial, coronal and sagittal slices of the scan with {what}.", pic.width, pic.height, what[:1].upper() + what[1:] + ".")

@@ -73,7 +73,7 @@ def recognise(path: str, image: Image, image_sha256: str | None = None) -> Item:
     if isinstance(doc, dict):
         schema = str(doc.get("schema") or "")
         if schema.startswith("medcli.findings/"):
-            return _findings(doc, path, image, image_sha256)
+            return findings_item(doc, path, image, image_sha256)
         if "markups" in doc or "points" in doc:
             return _landmarks(path, image)
         if "GeneratedBy" in doc and "Sources" in doc:
@@ -129,7 +129,8 @@ def _landmarks(path: str, image: Image) -> Item:
     return Item("landmarks", path, pts)
 
 
-def _findings(doc: dict, path: str, image: Image, sha: str | None) -> Item:
+def findings_item(doc: dict, path: str, image: Image, sha: str | None) -> Item:
+    """A findings document (``medcli.findings/N``) as an item, checked against the image."""
     schema = doc.get("schema")
     if schema not in FINDINGS_SCHEMAS:
         raise InputError(f"findings file of an unknown schema version {schema!r} (known: {', '.join(FINDINGS_SCHEMAS)})", path)

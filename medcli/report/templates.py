@@ -49,6 +49,13 @@ REPORT_HTML = """<!DOCTYPE html>
 </div>
 </section>
 
+{% if doc.warnings %}
+<section aria-labelledby="h-warn">
+<h2 id="h-warn">Warnings</h2>
+<ul>{% for w in doc.warnings %}<li class="flag">{{ w }}</li>{% endfor %}</ul>
+</section>
+{% endif %}
+
 <section aria-labelledby="h-identity">
 <h2 id="h-identity">Scan</h2>
 <dl class="id">
@@ -152,6 +159,12 @@ Made by {{ doc.generated_by }}.
 {% for s in doc.narrative %}{{ s.text }} [{{ s.ref }}]
 {% endfor %}
 
+{% if doc.warnings %}
+## Warnings
+
+{% for w in doc.warnings %}- {{ w }}
+{% endfor %}
+{% endif %}
 ## Scan
 
 | field | value |

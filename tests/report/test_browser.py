@@ -88,7 +88,7 @@ def test_scan_report_in_browser(browser, scan_report):
         assert page.eval_on_selector(f'[id="{s["ref"]}"]', "e => e.matches(':target')")
     gm = next(r for r in doc["volumes"]["labels"] if r["name"] == "GM")
     assert f"{gm['volume_ml']:,.1f}" in page.inner_text('tr[id="vol-GM"]')
-    assert page.locator("img").count() == 4
+    assert page.locator("img").count() == 5
     check_page(page)
     # A phone: nothing wider than the screen but the scrollable tables.
     phone = browser.new_page(viewport={"width": 375, "height": 800})

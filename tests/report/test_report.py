@@ -98,7 +98,7 @@ def test_html_self_contained_and_small(cli, scan_inputs, tmp_path):
     assert not re.search(r'(src|href)="(?!data:|#)', page), "a reference outside the page"
     assert "<script" not in page and "@import" not in page and "url(" not in page
     imgs = re.findall(r'<img src="data:image/(webp|png);base64,([^"]+)" alt="([^"]+)"', page)
-    assert len(imgs) == 2 + 2  # tissue mosaic, landmarks+boxes mosaic, two finding crops
+    assert len(imgs) == 3 + 2  # mosaics: tissue, findings, landmarks; two finding crops
     from PIL import Image as PILImage
     import io as _io
 

@@ -33,7 +33,7 @@ def one_thread():
     state.threads = saved
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sample(name: str, spacing: float = 4.0) -> Image:
     from medcli import io
 

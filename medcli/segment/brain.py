@@ -68,6 +68,8 @@ PREFERRED = {
 }
 #: Plausible adult brain mask volume, mL.
 VOLUME_ML = (800.0, 2200.0)
+#: Largest area (cm^2) a brain mask may share with one face of the image unremarked (the brainstem's cut).
+BORDER_CM2 = 10.0
 
 _CACHE: dict = {}
 
@@ -125,7 +127,8 @@ def choose_model(contrast: dict | None) -> tuple[str, list[str]]:
 
 
 def check_mask(mask: np.ndarray, affine: np.ndarray) -> tuple[float, list[str]]:
-    """Volume (mL) of a brain mask and warnings when it is implausible: outside 0.8-2.2 L, or on the image border."""
+    """Volume (mL) of a brain mask and warnings when it is implausible: outside 0.8-2.2 L, or on the image border
+    over more than :data:`BORDER_CM2` (more than a brainstem leaving the field of view)."""
     voxel_ml = float(abs(np.linalg.det(np.asarray(affine)[:3, :3]))) / 1000.0
     ml = float(np.count_nonzero(mask)) * voxel_ml
     warnings = []
@@ -133,9 +136,14 @@ def check_mask(mask: np.ndarray, affine: np.ndarray) -> tuple[float, list[str]]:
         warnings.append(f"brain mask volume {ml / 1000:.2f} L is outside {VOLUME_ML[0] / 1000:.1f}-{VOLUME_ML[1] / 1000:.1f} L "
                         "(adult brain): check the mask (child, partial field of view, wrong contrast?)")
     m = np.asarray(mask, bool)
-    faces = [np.take(m, i, axis=a) for a in range(m.ndim) if m.shape[a] > 1 for i in (0, -1)]
-    if any(f.any() for f in faces):
-        warnings.append("brain mask touches the image border: the field of view may cut the brain, or the mask leaks")
+    spacing = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
+    # The brainstem leaving the field of view at the bottom is normal (a few cm^2); a brain cut by it, or a
+    # mask leaking out of the head, meets the border over a larger area.
+    touch = max((float(np.take(m, i, axis=a).sum()) * float(np.prod(np.delete(spacing, a))) / 100.0
+                 for a in range(m.ndim) if m.shape[a] > 1 for i in (0, -1)), default=0.0)
+    if touch > BORDER_CM2:
+        warnings.append(f"brain mask touches the image border over {touch:.0f} cm^2: the field of view may cut the "
+                        "brain, or the mask leaks")
     return ml, warnings
 
 

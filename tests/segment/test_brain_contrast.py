@@ -89,6 +89,10 @@ def test_mask_checks_warn_on_volume_and_border():
     ml, warnings = B.check_mask(big, aff)
     assert ml > 2200 and len(warnings) == 2
     assert "outside 0.8-2.2 L" in warnings[0] and "border" in warnings[1]
+    # A brainstem-sized contact (4 cm^2) is normal: the MNI T1's own brain leaves its box at the bottom.
+    stem = ok.copy()
+    stem[35:45, 35:45, 0:15] = True
+    assert B.check_mask(stem, aff)[1] == []
 
 
 @pytest.mark.slow

@@ -158,7 +158,12 @@ def _sharpen(v: np.ndarray) -> np.ndarray:
 
 
 def _n4_lattice(
-    log_x: np.ndarray, mask: np.ndarray, n_control: Sequence[int], levels: int, iterations: int, convergence: float
+    log_x: np.ndarray,
+    mask: np.ndarray,
+    n_control: Sequence[int],
+    levels: int,
+    iterations: int | Sequence[int],
+    convergence: float,
 ) -> np.ndarray:
     """N4's iterations on a (small) grid; returns the cubic B-spline control lattice of the log field.
 
@@ -172,7 +177,9 @@ def _n4_lattice(
     lattice = np.zeros(n_control)
     field = np.zeros(shape)
     values = log_x[mask]
-    for level in range(levels):
+    # ITK's SetMaximumNumberOfIterations: one count per level (an int: the same for every level).
+    per_level = [int(iterations)] * levels if np.isscalar(iterations) else [int(i) for i in iterations]
+    for level, level_iterations in enumerate(per_level):
         if level:
             lattice = _separable([_refinement(n) for n in n_control], lattice)
             n_control = [2 * (n - 3) + 3 for n in n_control]
@@ -181,7 +188,7 @@ def _n4_lattice(
         norm = np.einsum("i,j,k->ijk", *[(b**2).sum(1) for b in basis])
         omega = _separable([(b**2).T for b in basis], weights)
         omega_ok = omega > 0
-        for _ in range(iterations):
+        for _ in range(level_iterations):
             u = values - field[mask]
             residual = np.zeros(shape)
             residual[mask] = u - _sharpen(u)
@@ -201,7 +208,7 @@ def n4_log_field(
     mask: np.ndarray | None = None,
     shrink: int = N4_DEFAULTS["shrink"],
     levels: int = N4_DEFAULTS["levels"],
-    iterations: int = N4_DEFAULTS["iterations"],
+    iterations: int | Sequence[int] = N4_DEFAULTS["iterations"],
     spline_distance: float = N4_DEFAULTS["spline_distance"],
     convergence: float = 1e-4,
 ) -> np.ndarray:
@@ -215,8 +222,11 @@ def n4_log_field(
             :func:`fitting_grid`). The field is smooth: at 1 mm, 8 measured
             best, finer grids no better and much slower.
         levels: B-spline fitting levels (each doubles the control spans).
-        iterations: Maximum iterations per level.
-        spline_distance: Control-point spacing of the first level in mm.
+        iterations: Maximum iterations per level, or one count per level (then
+            their number sets the levels, as in ITK).
+        spline_distance: Control-point spacing of the first level in mm;
+            ``inf`` gives one span over the whole image (ITK's default of 4
+            control points).
         convergence: Stop a level when the coefficient of variation of the
             field's change falls below this (ITK's criterion).
 
@@ -238,7 +248,7 @@ def n4_log_field(
     extent = [k * g.step * float(s) for k, g, s in zip(small.shape, grid, spacing[:3])]
     # A cubic B-spline with n spans has n + 3 control points.
     n_control = [max(1, int(np.ceil(e / spline_distance))) + 3 for e in extent]
-    lattice = _n4_lattice(log_x, small_mask, n_control, int(levels), int(iterations), convergence)
+    lattice = _n4_lattice(log_x, small_mask, n_control, int(levels), iterations, convergence)
     # Like ITK's GetLogBiasFieldAsImage, map the whole image onto the lattice's
     # domain; measured better than placing each voxel at its own position
     # relative to the samples (lower residual on 5 of 6 known fields, 5 % on average).

@@ -16,6 +16,10 @@ Simulators (all take a ``numpy.random.Generator`` or a seed, never global state)
   average or Gaussian slice profile), on the correct coarser grid.
 * :func:`scanner_response` -- a second scanner: monotonic non-linear intensity
   response, global scale/offset, slightly different blur.
+* :func:`Drift` / :func:`drift_render` / :data:`DRIFT_SCANNERS` -- named,
+  explicit (not random) scanner renderings for the distribution-drift
+  benchmarks: gamma or sigmoid response, gain, offset, bias, Rician noise,
+  thick slices.
 * :func:`random_contrast` -- a synthetic contrast from tissue probability maps.
 * :func:`random_deformation` -- a smooth random warp of one or more volumes.
 * :func:`contrast_series` -- a low-rank 4D series (varying contrast weights).
@@ -33,11 +37,13 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from medcli.image import Image
+
 
 def _rng(rng) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
@@ -320,6 +326,102 @@ def scanner_response(
         sig = [blur_mm / 2.3548 / s for s in spacing[:3]]
         out = ndimage.gaussian_filter(out, sig + [0.0] * (out.ndim - 3))
     return np.where(mask, out, 0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One explicit scanner rendering (the distribution-drift benchmarks).
+
+    Unlike :func:`scanner_response` (a random mild response), every parameter
+    is given, so a benchmark can name the renderings it uses and cover the
+    range the issue asks for.
+
+    Attributes:
+        response: ``gamma`` (``u ** exponent``) or ``sigmoid`` (a logistic
+            curve of centre ``centre`` and width ``width``, rescaled to map
+            0 -> 0 and 1 -> 1); ``u`` is the image over its 99th foreground
+            percentile. Both are monotone.
+        exponent: Gamma exponent (< 1 compressive, > 1 expansive).
+        centre: Sigmoid centre (fraction of the 99th percentile).
+        width: Sigmoid width (same unit).
+        gain: Global scale of the output (times the input's 99th percentile).
+        offset: Additive offset, as a fraction of the gain.
+        bias: Strength of a smooth multiplicative bias field (:func:`bias_field`).
+        rician: Rician noise, percent of the 99th percentile (:func:`add_rician`).
+        slice_mm: Slice thickness along the last axis: box-averaged slabs,
+            repeated back onto the input grid (what a thin-grid pipeline sees).
+    """
+
+    response: str = "gamma"
+    exponent: float = 1.0
+    centre: float = 0.5
+    width: float = 0.15
+    gain: float = 1.0
+    offset: float = 0.0
+    bias: float = 0.0
+    rician: float = 0.0
+    slice_mm: float | None = None
+
+
+#: Named drift renderings: exponents 0.5-1.6, a sigmoid, gains 0.5-2,
+#: offsets, bias 0.2-0.4, Rician 1-5 %, 3 mm slices. ``issue-18`` is the
+#: rendering of the issue (gamma 0.65 + gain/offset + bias + 2 % Rician).
+DRIFT_SCANNERS: dict[str, Drift] = {
+    "reference": Drift(bias=0.3, rician=2),
+    "issue-18 (gamma 0.65)": Drift(exponent=0.65, gain=1.8, offset=0.05, bias=0.3, rician=2),
+    "gamma 0.5": Drift(exponent=0.5, gain=0.6, offset=0.1, bias=0.2, rician=1),
+    "gamma 1.6": Drift(exponent=1.6, gain=2.0, offset=-0.02, bias=0.4, rician=3),
+    "sigmoid": Drift(response="sigmoid", centre=0.55, width=0.15, gain=1.2, bias=0.3, rician=2),
+    "gamma 0.8, 5 %, 3 mm": Drift(exponent=0.8, gain=0.5, offset=0.03, bias=0.3, rician=5, slice_mm=3.0),
+}
+
+
+def drift_response(data: np.ndarray, drift: Drift, mask: np.ndarray | None = None) -> np.ndarray:
+    """The monotone intensity response, gain and offset of ``drift`` (no bias, noise or slices)."""
+    x = np.asarray(data, np.float32)
+    if mask is None:
+        mask = x > 0
+    ref = float(np.percentile(x[mask], 99)) if mask.any() else 1.0
+    u = np.clip(x / max(ref, 1e-12), 0, None).astype(np.float64)
+    if drift.response == "gamma":
+        y = u**drift.exponent
+    elif drift.response == "sigmoid":
+        def s(v):
+            return 1.0 / (1.0 + np.exp(-(v - drift.centre) / drift.width))
+
+        y = (s(u) - s(0.0)) / (s(1.0) - s(0.0))
+    else:
+        raise ValueError(f"unknown response {drift.response!r} (gamma or sigmoid)")
+    out = drift.gain * ref * (y + drift.offset)
+    return np.where(mask, out, 0).astype(np.float32)
+
+
+def drift_render(image: Image, drift: Drift, rng=None, mask: np.ndarray | None = None) -> Image:
+    """Render ``image`` as the scanner ``drift`` would: response, gain, offset, bias, slices, noise.
+
+    Args:
+        image: Clean 3D image.
+        drift: The rendering.
+        rng: Generator or seed (bias field and noise).
+        mask: Foreground; default ``image.data > 0``. Background stays 0
+            before the noise.
+
+    Returns:
+        The rendering on the input grid (float32).
+    """
+    g = _rng(rng)
+    x = drift_response(image.data, drift, mask)
+    if drift.bias > 0:
+        x = x * bias_field(x.shape, drift.bias, g, spacing=image.spacing)
+    if drift.slice_mm:
+        thick = thick_slices(image.with_data(x), drift.slice_mm)
+        k = x.shape[2] // thick.shape[2]
+        back = np.repeat(np.asarray(thick.data, np.float32), k, axis=2)
+        # The slabs leave a remainder of < k slices: repeat the last slab there.
+        x = np.concatenate([back, np.repeat(back[:, :, -1:], x.shape[2] - back.shape[2], axis=2)], axis=2)
+    if drift.rician > 0:
+        x = add_rician(x, drift.rician, rng=g)
+    return image.with_data(x.astype(np.float32))
 
 
 def random_contrast(

@@ -209,3 +209,16 @@ def test_cli_learned_method(cli, biased_file, t1_2mm, tmp_path):
     brain = t1_2mm.data > 0
     assert np.isfinite(est).all() and est.min() > 0
     assert _log_corr(est, field, brain) > 0.6  # measured 0.68 (N4: 0.9)
+
+
+def test_n4_iterations_per_level(biased):
+    """A sequence of iteration counts sets one per level, as ITK's SetMaximumNumberOfIterations."""
+    img, _ = biased
+    x = np.ascontiguousarray(img.data[:97, :115, :93])
+    mask = automatic_mask(x, 4) & (x > 0)
+    common = {"shrink": 4, "spline_distance": 100.0, "convergence": 0.0}
+    same = n4(x, img.spacing, mask, levels=2, iterations=5, **common)[1]
+    listed = n4(x, img.spacing, mask, iterations=(5, 5), **common)[1]
+    assert np.allclose(same, listed)
+    one = n4(x, img.spacing, mask, iterations=(5,), **common)[1]
+    assert not np.allclose(one, listed, atol=1e-3)

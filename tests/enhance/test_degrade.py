@@ -83,3 +83,42 @@ def test_random_contrast_and_deformation(crop):
     (w,) = d.random_deformation([crop.data], rng=0, amplitude=3)
     assert w.shape == crop.shape
     assert 0.8 < np.corrcoef(w.ravel(), crop.data.ravel())[0, 1] < 0.9999
+
+
+@pytest.mark.parametrize("name", list(d.DRIFT_SCANNERS))
+def test_drift_renderings_are_monotone_with_the_stated_response(crop, name):
+    drift = d.DRIFT_SCANNERS[name]
+    x = crop.data
+    brain = x > 0
+    y = d.drift_response(x, drift, brain)
+    # Monotone: sorting the input sorts the output (ties aside).
+    order = np.argsort(x[brain], kind="stable")
+    assert np.all(np.diff(y[brain][order]) >= -1e-4 * y[brain].max())
+    assert np.all(y[~brain] == 0)
+    ref = float(np.percentile(x[brain], 99))
+    v = x[brain][order][len(order) // 2]
+    u = v / ref
+    if drift.response == "gamma":
+        expected = drift.gain * ref * (u**drift.exponent + drift.offset)
+        assert y[brain][order][len(order) // 2] == pytest.approx(expected, rel=1e-4)
+    rendered = d.drift_render(crop, drift, rng=0, mask=brain)
+    assert rendered.shape == crop.shape and np.isfinite(rendered.data).all()
+    if drift.rician and not drift.slice_mm:
+        # Same seed without noise: same bias field; in bright tissue Rician ~ Gaussian of the stated sigma.
+        from dataclasses import replace
+
+        clean = d.drift_render(crop, replace(drift, rician=0), rng=0, mask=brain).data
+        bright = clean > np.percentile(clean, 50)
+        sigma = drift.rician / 100 * d.reference_intensity(clean)
+        assert np.std(rendered.data[bright] - clean[bright]) == pytest.approx(sigma, rel=0.05)
+
+
+def test_drift_thick_slices_are_constant_within_a_slab(crop):
+    drift = d.Drift(slice_mm=4.0)
+    out = d.drift_render(crop, drift, rng=0).data
+    assert np.allclose(out[:, :, 0], out[:, :, 3]) and not np.allclose(out[:, :, 3], out[:, :, 4])
+
+
+def test_drift_rejects_unknown_response(crop):
+    with pytest.raises(ValueError, match="sigmoid"):
+        d.drift_response(crop.data, d.Drift(response="cubic"))

@@ -160,22 +160,26 @@ class Projector:
         turned = torch.zeros_like(out)
         offset = (g.detectors - 1) / 2 + 1
         chunk = max(1, self.chunk // 2)
+        nx, ny = g.image_size
+        xs = self._x.reshape(nx, ny)[:, 0]
+        ys = self._y.reshape(nx, ny)[0]
+        # the right neighbour of every bin, so one index serves both gathers
+        nxt = torch.nn.functional.pad(pad[..., 1:], (0, 1))
         for lo in range(0, n_idx, chunk):
             hi = min(lo + chunk, n_idx)
             c = self._cos[lo:hi, None] * (1.0 / g.detector_width)
             s = self._sin[lo:hi, None] * (1.0 / g.detector_width)
-            f = torch.addcmul(offset - self._x[None] * s, self._y[None], c)
+            # bin coordinate = (offset - x sin) + y cos: a sum of a row and a column term (one pass)
+            f = ((offset - xs[None] * s)[:, :, None] + (ys[None] * c)[:, None, :]).reshape(hi - lo, -1)
             if self._may_miss:
                 f.clamp_(0, g.detectors + 0.999)
             i0 = f.long()
             f -= i0
-            i1 = i0 + 1
             for k in range(b):
-                src = pad[k, lo:hi]
-                out[k] += torch.lerp(torch.gather(src, 1, i0), torch.gather(src, 1, i1), f).sum(0)
+                out[k] += torch.lerp(torch.gather(pad[k, lo:hi], 1, i0), torch.gather(nxt[k, lo:hi], 1, i0), f).sum(0)
                 if paired:
-                    src = pad[k, lo + n_idx : hi + n_idx]
-                    turned[k] += torch.lerp(torch.gather(src, 1, i0), torch.gather(src, 1, i1), f).sum(0)
+                    sl = slice(lo + n_idx, hi + n_idx)
+                    turned[k] += torch.lerp(torch.gather(pad[k, sl], 1, i0), torch.gather(nxt[k, sl], 1, i0), f).sum(0)
         out = out.reshape(b, *g.image_size)
         if paired:
             # view theta + 90 at pixel (i, j) = view theta's indices at pixel (j, n - 1 - i)

@@ -147,7 +147,8 @@ def cli(
         typer.Option(
             "-m", "--method", metavar="|".join(METHODS),
             help="Harmonisation method (default learned: the smallest differences between scanners after "
-            "biascorrect, tests/benchmarks/results/harmonize.md; nyul and histmatch keep the image's texture).",
+            "biascorrect, also on gamma 0.5-1.6 and sigmoid scanner responses, tests/benchmarks/results/harmonize.md "
+            "and harmonize_drift.md; nyul and histmatch keep the image's texture and are ~30x faster).",
         ),
     ] = "learned",
     mask: Annotated[

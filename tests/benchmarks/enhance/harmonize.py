@@ -19,7 +19,16 @@ Peers, same images and mask, same run: ``intensity-normalization`` 3.x
 NyulNormalizer fitted on the same standard training scans as medcli) and
 ``skimage.exposure.match_histograms`` for histogram matching.
 
-Run alone: ``python tests/benchmarks/enhance/harmonize.py [--quick]`` (writes
+Drift pairs (issue 18): the same anatomy rendered by the named, explicit
+scanners of ``medcli.enhance.degrade.DRIFT_SCANNERS`` (gamma exponents
+0.5-1.6, a sigmoid response, gains 0.5-2, offsets, bias 0.2-0.4, Rician
+1-5 %, 3 mm slices; ``issue-18`` is the issue's gamma 0.65 + gain/offset +
+bias + 2 % Rician), ``biascorrect n4 | harmonize``, every method on every
+pair of :data:`DRIFT_PAIRS`; the target per pair: ratio <= 0.30 and never
+above Nyul with the shipped standard. ``--drift``: that table only (written
+to ``tests/benchmarks/results/harmonize_drift.md``).
+
+Run alone: ``python tests/benchmarks/enhance/harmonize.py [--quick] [--drift]`` (writes
 ``tests/benchmarks/results/harmonize.md``); ``tests/benchmarks/bench_enhance.py``
 imports :func:`run`.
 """
@@ -44,6 +53,16 @@ RESULTS = ROOT / "tests" / "benchmarks" / "results" / "harmonize.md"
 TISSUES = ("csf", "gm", "wm")
 PAIRS = [(101, 102), (103, 104), (105, 106), (107, 108)]
 TRAIN_SEEDS = (201, 202, 203)  # scans the Nyul standards are fitted on (not the test renderings)
+DRIFT_RESULTS = ROOT / "tests" / "benchmarks" / "results" / "harmonize_drift.md"
+#: Pairs of degrade.DRIFT_SCANNERS renderings of the same anatomy.
+DRIFT_PAIRS = [
+    ("reference", "issue-18 (gamma 0.65)"),
+    ("reference", "gamma 1.6"),
+    ("issue-18 (gamma 0.65)", "gamma 1.6"),
+    ("gamma 0.5", "sigmoid"),
+    ("issue-18 (gamma 0.65)", "sigmoid"),
+    ("reference", "gamma 0.8, 5 %, 3 mm"),
+]
 
 
 def anatomy(quick: bool):
@@ -102,7 +121,7 @@ def run(quick: bool = False) -> list[dict]:
                  "distance": float("nan"), "seconds": n4_time, "ratio_vs_zscore": float("nan"), "target_met": None})
     for r in rows:
         r["data"] = f"MNI152 T1 {'2 mm' if quick else '1 mm'}, {len(pairs)} scanner pairs"
-    return rows
+    return rows + run_drift(quick)
 
 
 def _rows(pipeline, scans, pairs, img, brain, labels) -> list[dict]:
@@ -172,7 +191,75 @@ def _rows(pipeline, scans, pairs, img, brain, labels) -> list[dict]:
     return rows
 
 
+def drift_methods(img: Image, brain: np.ndarray) -> dict[str, callable]:
+    """medcli's harmonisation methods, each ``Image -> array`` with the benchmark's brain mask."""
+    methods = {
+        "zscore": lambda x: H.zscore(x, brain).data,
+        "whitestripe": lambda x: H.whitestripe(x, brain)[0].data,
+        "nyul (shipped standard)": lambda x: H.nyul(x, None, brain).data,
+        "histmatch to MNI T1": lambda x: H.histmatch(x, img, brain, brain).data,
+    }
+    if _learned_available():
+        methods["learned (tissue posteriors)"] = lambda x: H.learned(x, brain).data
+    return methods
+
+
+def run_drift(quick: bool = False) -> list[dict]:
+    """Rows of the drift table: per method, the distance and ratio to z-score on every pair of DRIFT_PAIRS."""
+    from medcli.enhance.bias import biascorrect
+
+    img, brain, labels = anatomy(quick)
+    names = sorted({n for p in DRIFT_PAIRS for n in p})
+    scans = {}
+    for i, n in enumerate(names):
+        raw = degrade.drift_render(img, degrade.DRIFT_SCANNERS[n], rng=300 + i, mask=brain)
+        scans[n] = biascorrect(raw, "n4", mask=brain)[0]
+    rows = []
+    for method, fn in drift_methods(img, brain).items():
+        t0 = time.perf_counter()
+        out = {n: np.asarray(fn(x)) for n, x in scans.items()}
+        secs = (time.perf_counter() - t0) / len(scans)
+        dists = [distance(out[a], out[b], labels) for a, b in DRIFT_PAIRS]
+        rows.append({"section": "harmonize-drift", "pipeline": "biascorrect n4 | harmonize", "method": method,
+                     "tool": "medcli", "per_pair": dists, "distance": float(np.mean(dists)), "seconds": secs})
+    z = next(r for r in rows if r["method"] == "zscore")["per_pair"]
+    nyul = next(r for r in rows if r["method"].startswith("nyul"))["per_pair"]
+    for r in rows:
+        r["ratios"] = [d / max(b, 1e-12) for d, b in zip(r["per_pair"], z)]
+        r["worst_ratio"] = max(r["ratios"])
+        r["target_met"] = all(q <= 0.30 for q in r["ratios"]) and all(d <= n + 1e-12 for d, n in zip(r["per_pair"], nyul))
+        r["data"] = f"MNI152 T1 {'2 mm' if quick else '1 mm'}, {len(DRIFT_PAIRS)} drift pairs"
+    return rows
+
+
+def drift_markdown(rows: list[dict]) -> str:
+    pairs = [f"{a} vs {b}" for a, b in DRIFT_PAIRS]
+    lines = [
+        f"### harmonize under drift: {rows[0]['data']}, biascorrect n4 | harmonize",
+        "",
+        "Ratio of each method's tissue-mean distance to z-score's, per pair (target: <= 0.30 on every pair "
+        "and never above Nyul with the shipped standard).",
+        "",
+        "| method | " + " | ".join(pairs) + " | worst ratio | mean distance | target met | s / scan |",
+        "|---|" + "---:|" * (len(pairs) + 4),
+    ]
+    for r in rows:
+        cells = " | ".join(f"{q:.3f} ({d:.3f})" for q, d in zip(r["ratios"], r["per_pair"]))
+        lines.append(f"| {r['method']} | {cells} | {r['worst_ratio']:.3f} | {r['distance']:.4f} | "
+                     f"{'yes' if r['target_met'] else 'no'} | {r['seconds']:.2f} |")
+    lines += ["", "Cells: ratio to z-score (distance). Renderings: medcli.enhance.degrade.DRIFT_SCANNERS, "
+              "noise/bias seeds 300 + index in sorted name order. Times: wall seconds on a shared, heavily loaded "
+              "2-core CPU (run under nice)."]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: list[dict], quick: bool) -> str:
+    drift = [r for r in rows if r.get("section") == "harmonize-drift"]
+    rows = [r for r in rows if r.get("section") != "harmonize-drift"]
+    return _markdown(rows, quick) + ("\n" + drift_markdown(drift) if drift else "")
+
+
+def _markdown(rows: list[dict], quick: bool) -> str:
     lines = [
         f"### harmonize: {rows[0]['data']}",
         "",
@@ -194,7 +281,13 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the T1 at 2 mm (every other voxel) instead of 1 mm")
+    ap.add_argument("--drift", action="store_true", help="the drift pairs only (writes harmonize_drift.md)")
     args = ap.parse_args(argv)
+    if args.drift:
+        text = drift_markdown(run_drift(args.quick))
+        print(text)
+        DRIFT_RESULTS.write_text(f"# harmonize drift benchmark{' (--quick, 2 mm)' if args.quick else ''}\n\n" + text)
+        return
     rows = run(args.quick)
     text = markdown(rows, args.quick)
     print(text)

@@ -199,7 +199,7 @@ def _ct_simulate_step(views: int, beam: str, photons: float | None, detectors: i
     "(ESPIRiT maps from the fully sampled centre, CG least squares), cs (l1-wavelet by FISTA or total variation "
     "by primal-dual, SENSE model, --lambda), learned (an unrolled network: data consistency alternating with a "
     "small CNN, trained on k-space simulated from the MNI T1; used only within the accelerations and coil counts "
-    "it was trained for), auto (learned when its spec fits the data, else cs). The output is the magnitude image, "
+    "it was trained for; measured below cs, see the benchmark), auto (cs with total variation: the best measured on held-out data, tests/benchmarks/results/recon_mri.md). The output is the magnitude image, "
     "slices along the third voxel axis, with the header's geometry (recon simulate stores the exact affine; "
     "fastMRI headers give only FOV / matrix). Stages run on --device (cuda works). "
     "CT input: a sinogram (NIfTI (detector, view, slice) or .npy (slice, view, detector)) with its JSON sidecar "
@@ -210,7 +210,7 @@ def _ct_simulate_step(views: int, beam: str, photons: float | None, detectors: i
     "trained for 60-view, 4096-photon parallel-beam slices), auto (osem+TV when the sidecar gives Photons, else sart).",
     examples=[
         ("Simulate, then reconstruct", "medcli recon simulate sample:t1 --accel 4 -o k.h5 && medcli recon k.h5 -o t1.nii.gz"),
-        ("fastMRI file, compressed sensing", "medcli recon file_brain_AXT2_200.h5 --method cs --reg wavelet -o brain.nii.gz"),
+        ("fastMRI file, l1-wavelet compressed sensing", "medcli recon file_brain_AXT2_200.h5 --method cs --reg wavelet -o brain.nii.gz"),
         ("SENSE, keep the coil maps", "medcli recon k.h5 --method sense --sens maps.cfl -o sense.nii.gz"),
         ("BART k-space, complex output", "medcli recon ksp.cfl --complex img.cfl -o img.nii.gz"),
         ("A NumPy array", "medcli recon k.npy --layout coil,ro,pe -o img.nii.gz"),
@@ -241,7 +241,9 @@ def cli(
     lam: Annotated[
         str, typer.Option("--lambda", metavar="auto|VALUE", help="Regularisation weight (cs; sense: Tikhonov; auto: tuned fraction of the image scale).")
     ] = "auto",
-    reg: Annotated[str, typer.Option("--reg", metavar="wavelet|tv", help="Regulariser of cs (CT: tv).")] = "wavelet",
+    reg: Annotated[
+        str, typer.Option("--reg", metavar="auto|wavelet|tv", help="Regulariser of cs (auto: MRI tv, the better measured; CT: see below).")
+    ] = "auto",
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of any random step.")] = 0,
     model: Annotated[
         Optional[str], typer.Option("--model", metavar="NAME|PATH", help="Learned model (hub name or folder).", show_default="recon_mri")
@@ -297,7 +299,7 @@ def cli(
 
         if method not in CT_METHODS:
             raise UsageError(f"--method for CT must be one of {', '.join(CT_METHODS)}")
-        ct_reg = None if reg == "wavelet" else reg  # wavelet is the MRI default: CT's own default then
+        ct_reg = None if reg in ("wavelet", "auto") else reg  # auto/wavelet are MRI's: CT's own default then
         img = reconstruct_ct(source, method, filter=filter_name, cutoff=cutoff, iterations=iterations, reg=ct_reg,
                              lam=20.0 if lam_value == "auto" else float(lam_value), units=units, device=str(torch_device()),
                              model=model, provenance=job.provenance)
@@ -315,7 +317,7 @@ def cli(
         ks = formats.read_kspace(source, layout=layout, mask=mask)
         given = _read_maps(maps, ks) if maps else None
         with progress(ks.data.shape[0], "recon") as advance:
-            res = reconstruct_mri(ks, method, reg=reg, lam=lam_value, iterations=iterations, maps=given, model=model,
+            res = reconstruct_mri(ks, method, reg="tv" if reg == "auto" else reg, lam=lam_value, iterations=iterations, maps=given, model=model,
                                   device=torch_device(), progress=advance, seed=seed)
         if "model" in res.info:
             job.provenance["Model"] = res.info["model"]

@@ -68,22 +68,28 @@ def test_learned_falls_back_to_cs_outside_its_range(slice_4x):
     ks, _ = slice_4x
     k12 = KSpace(ks.data * 0, ks.mask.copy(), ks.affine, ks.recon_shape)
     k12.mask[:] = False
-    k12.mask[:, :, ::12] = True
-    k12.mask[:, :, 90:100] = True
+    k12.mask[:, :, ::24] = True
+    k12.mask[:, :, 82:88] = True
     k12.data = ks.data * k12.mask[:, None]
+    assert k12.acceleration > 12
     res = reconstruct_mri(k12, "learned", iterations=2)
     assert res.method == "cs"
 
 
 @pytest.mark.slow
-def test_learned_beats_cs_on_held_out_slices(slice_4x):
-    from medcli.models import hub
+def test_learned_model_on_a_held_out_slice(slice_4x):
+    """The shipped network runs within its range and removes aliasing: SSIM +0.1 and PSNR +2 dB over zerofill.
 
-    pytest.importorskip("safetensors")
-    if "recon_mri" not in hub.registry():
-        pytest.skip("recon_mri model not registered")
+    It does not reach cs (tests/benchmarks/results/recon_mri.md), which is why --method auto is cs.
+    """
     ks, ref = slice_4x
     learned = reconstruct_mri(ks, "learned")
-    assert learned.method == "learned"
-    best_cs = max(_scores(reconstruct_mri(ks, "cs", reg=r), ref)[0] for r in ("tv", "wavelet"))
-    assert _scores(learned, ref)[0] > best_cs + 0.02
+    assert learned.method == "learned" and learned.info["model"]["Name"] == "recon_mri"
+    zf = _scores(reconstruct_mri(ks, "zerofill"), ref)
+    got = _scores(learned, ref)
+    assert got[0] > zf[0] + 0.1 and got[1] > zf[1] + 2.0, (got, zf)
+
+
+def test_auto_is_cs(slice_4x):
+    ks, _ = slice_4x
+    assert reconstruct_mri(ks, "auto", iterations=1).method == "cs"

@@ -9,7 +9,7 @@ import typer
 
 from medcli.cli.command import CommandSpec, command
 
-RUNNABLE = ("brain", "tissue", "detect")
+RUNNABLE = ("brain", "tissue", "detect", "landmarks")
 
 
 @dataclass
@@ -67,8 +67,8 @@ def _check_outputs(outputs: list[str], force: bool) -> list[str]:
         "content: label maps (segment -o), segment --stats JSON/CSV, sidecars (--sidecar), detect findings JSON "
         "(schema medcli.findings/1), landmarks (.fcsv, .mrk.json, JSON points), register --stats. Each must belong "
         "to IMAGE (same grid, same sha256, points inside the field of view): a file of another image is refused. "
-        "--run brain,tissue,detect (or all) runs segment's brain and tissue analyses and detect's brain-lesion search "
-        "in this process instead (models loaded once, the brain mask found once and shared by tissue and detect).\n\n"
+        "--run brain,tissue,detect,landmarks (or all) runs segment's brain and tissue analyses, detect's brain-lesion "
+        "search and the AFIDs landmarks in this process instead (models loaded once, the brain mask found once and shared).\n\n"
         "The report holds the scan's identity and acquisition (header, voxel size, orientation), volumes per label in "
         "mL and % of intracranial volume, findings (with crops) and landmarks tables, QC mosaics with outlines in "
         "three planes, provenance (every step's model and its sha256), what the models were trained on (their "
@@ -130,14 +130,22 @@ def _parse_run(run: str | None) -> list[str]:
 
     if not run:
         return []
-    tasks = list(RUNNABLE) if run.strip() == "all" else [t.strip() for t in run.split(",") if t.strip()]
+    tasks = _available() if run.strip() == "all" else [t.strip() for t in run.split(",") if t.strip()]
     for t in tasks:
         if t not in RUNNABLE:
             raise UsageError(f"--run: unknown analysis {t!r} (known: {', '.join(RUNNABLE)}, all)")
-    if ("tissue" in tasks or "detect" in tasks) and "brain" not in tasks:
-        tasks.insert(0, "brain")  # tissue and detect search inside the brain mask; it is reported too
+    if set(tasks) - {"brain"} and "brain" not in tasks:
+        tasks.insert(0, "brain")  # the others work inside the brain mask found once; it is reported too
     tasks.sort(key=RUNNABLE.index)
     return tasks
+
+
+def _available() -> list[str]:
+    """The analyses whose packages are installed (``--run all``)."""
+    import importlib.util
+
+    pkg = {"detect": "medcli.detect.api", "landmarks": "medcli.landmarks.atlas"}
+    return [t for t in RUNNABLE if t not in pkg or importlib.util.find_spec(pkg[t]) is not None]
 
 
 def run_analyses(image, source: str, tasks: list[str]):
@@ -154,6 +162,9 @@ def run_analyses(image, source: str, tasks: list[str]):
     for task in tasks:
         if task == "detect":
             items.append(_detect_item(image, brain_img))
+            continue
+        if task == "landmarks":
+            items.append(_landmarks_item(image, brain_img))
             continue
         labels, _, brain, model_name, sha, checks = run_task(task, image, mask=brain_img)
         lab = Image(np.asarray(labels.data).astype(np.int32), image.affine)
@@ -180,6 +191,24 @@ def _detect_item(image, brain_img):
     mask = np.asarray(brain_img.data) > 0 if brain_img is not None else None
     det = detect(image, task="brain-lesion", method="log", mask=mask)
     return findings_item(json.loads(format_findings(det.findings, "json")), "--run detect", image, None)
+
+
+def _landmarks_item(image, brain_img):
+    """``medcli landmarks`` (AFIDs, atlas registration) with the brain mask already found: no second extraction."""
+    import numpy as np
+
+    from medcli import io
+    from medcli.cli.runtime import log, torch_device
+    from medcli.landmarks.atlas import detect_atlas
+    from medcli.landmarks.sets import load_set
+    from medcli.report.inputs import Item
+
+    lset = load_set("afids")
+    mask = np.asarray(brain_img.data) > 0 if brain_img is not None else None
+    det = detect_atlas(image, lset, mask=mask, template=io.read(lset.template), device=torch_device(), log=log.debug)
+    for w in det.warnings:
+        log.warning(f"landmarks: {w}")
+    return Item("landmarks", "--run landmarks", det.points)
 
 
 @command(

@@ -120,3 +120,20 @@ def test_refusals_one_line_no_output(cli, scan_inputs, tmp_path):
     assert r.returncode == 3 and len(r.stderr.decode().strip().splitlines()) == 1
     r = cli("report", str(scan_inputs["t1"]), "-o", str(tmp_path / "r.pdf"))
     assert r.returncode == 2 and ".html, .md or .json" in r.stderr.decode()
+
+
+def test_register_stats_in_report(scan_inputs, t1, tmp_path):
+    from medcli.cli.command import sha256_of
+    from medcli.report.api import scan_report
+
+    sha = sha256_of(str(scan_inputs["t1"]))
+    doc = {"moving": str(scan_inputs["t1"]), "fixed": "sample:t1", "type": "affine", "metric": "mattes",
+           "metric_before": -0.41, "metric_after": -0.62, "folded_fraction": 0.0, "seconds": 3.0}
+    (tmp_path / "reg.json").write_text(json.dumps(doc))
+    item = recognise(str(tmp_path / "reg.json"), t1, sha)
+    assert item.kind == "register_stats"
+    with pytest.raises(InputError, match="registration of other images"):
+        recognise(str(tmp_path / "reg.json"), t1, "3" * 64)
+    out = scan_report(t1, "t1", [item], ["md", "json"], sha256=sha)
+    assert "Registration (affine, mattes) changed the similarity from -0.410 to -0.620." in out["md"]
+    assert json.loads(out["json"])["registration"][0]["metric_after"] == -0.62

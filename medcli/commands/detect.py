@@ -112,7 +112,7 @@ def load_pair(pred_path: str, truth_path: str, excluded: str | None = None) -> l
     batch=False,
 )
 def eval_cli(
-    files: Annotated[List[str], typer.Argument(help="PRED TRUTH pairs.", metavar="PRED TRUTH...", show_default=False)],
+    files: Annotated[List[str], typer.Argument(help="PRED TRUTH pairs.", metavar="PRED TRUTH", show_default=False)],
     output: Annotated[str, typer.Option("-o", "--output", metavar="FILE", help="Report JSON ('-': stdout).")] = "-",
     excluded: Annotated[
         Optional[str], typer.Option("--excluded", metavar="FILE", help="Lesions to ignore (LUNA16 annotations_excluded.csv).", show_default=False)

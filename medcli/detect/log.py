@@ -262,8 +262,11 @@ def _outline(x: np.ndarray, image: Image, labels: np.ndarray, p: tuple[int, int,
                 v = int(np.bincount(ids).argmax()) if ids.size else 0
             if v:
                 region = lab == v
-    if region is None or region.sum() < 1:
+    if region is None or not region.any():
         region = dist <= radius
+    if not region.any():  # a sub-voxel blob: its nearest voxel
+        region = np.zeros(crop.shape, bool)
+        region[tuple(int(np.clip(round(ijk[i]) - lo[i], 0, crop.shape[i] - 1)) for i in range(3))] = True
     free = labels[box] == 0
     labels[box][region & free] = label
     vox = np.argwhere(region) + lo

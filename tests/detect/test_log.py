@@ -71,3 +71,13 @@ def test_mask_limits_the_search():
 def test_sigmas_cover_the_diameter_range():
     s = sigmas_mm(LogSettings(min_diameter=2, max_diameter=40))
     assert s[0] * np.sqrt(3) * 2 < 2 and s[-1] * np.sqrt(3) * 2 > 40
+
+
+def test_single_voxel_blobs_on_a_coarse_grid():
+    from medcli.image import Image
+
+    d = np.zeros((30, 30, 30), np.float32)
+    d[15, 15, 15], d[5, 20, 9] = 1.0, -1.0
+    f, _, lab = detect_blobs(Image(d, np.diag([2.5, 2.5, 2.5, 1.0])), threshold=0.01)
+    assert sorted(x.label for x in f) == ["bright", "dark"]
+    assert all(x.volume_ml > 0 and np.all(x.size_mm > 0) for x in f) and lab.max() == 2

@@ -85,13 +85,20 @@ def timed(cmd: list[str], log: Path) -> dict:
     }
 
 
-def make_case(work: Path, spacing: float) -> dict:
+def make_case(work: Path, spacing: float, reuse: bool = False) -> dict:
     from scipy import ndimage
     from scipy.spatial.transform import Rotation
 
     from medcli import io
     from medcli.register.transforms import AffineTransform, DisplacementField, warp_image
 
+    c = np.array([0.0, -18.0, 18.0])  # about the middle of the brain
+    paths = {k: work / f"{k}.nii.gz" for k in ("fixed", "moving", "moving_t2", "moving_gm", "moving_wm", "fixed_gm", "fixed_wm", "rigid")}
+    R = np.eye(4)
+    R[:3, :3] = Rotation.from_euler("xyz", [5.0, -3.0, 4.0], degrees=True).as_matrix()
+    R[:3, 3] = c - R[:3, :3] @ c + [4.0, -3.0, 2.5]
+    if reuse and all(p.exists() for p in paths.values()):
+        return {"paths": paths, "rigid": R}  # the same seed made them: rerun one side without remaking them
     t1, gm, wm = (io.read(f"sample:{n}") for n in ("t1", "gm", "wm"))
     fixed = t1 if spacing == 1 else t1.resample(spacing)
     rng = np.random.default_rng(2026)
@@ -100,25 +107,20 @@ def make_case(work: Path, spacing: float) -> dict:
     u *= 3.0 / u.std()
     B = np.eye(4)
     B[:3, :3] = Rotation.from_euler("xyz", [4.0, -3.0, 3.0], degrees=True).as_matrix() * 1.04
-    c = np.array([0.0, -18.0, 18.0])
     B[:3, 3] = c - B[:3, :3] @ c + [3.0, -2.0, 2.0]
     chain = [DisplacementField(fixed.with_data(u.astype(np.float32))), AffineTransform(B)]
     moving = warp_image(t1, chain, fixed)
-    paths = {k: work / f"{k}.nii.gz" for k in ("fixed", "moving", "moving_t2", "moving_gm", "moving_wm", "fixed_gm", "fixed_wm", "rigid")}
-    io.write(fixed.with_data(np.asarray(fixed.data, np.float32)), paths["fixed"])
-    io.write(moving, paths["moving"])
+    io.write(fixed.with_data(np.asarray(fixed.data, np.float32)), paths["fixed"], force=True)
+    io.write(moving, paths["moving"], force=True)
     # T2-like: inside the head the T1 contrast is inverted (WM dark, GM grey, CSF bright), air stays dark.
     d = np.asarray(moving.data, np.float32)
     t2 = np.where(d > 8, (300.0 - d) ** 1.3 / 300.0**0.3, 0.0).astype(np.float32)
-    io.write(moving.with_data(t2), paths["moving_t2"])
-    io.write(warp_image(gm, chain, fixed), paths["moving_gm"])
-    io.write(warp_image(wm, chain, fixed), paths["moving_wm"])
-    io.write(gm.resample_to(fixed) if spacing != 1 else gm, paths["fixed_gm"])
-    io.write(wm.resample_to(fixed) if spacing != 1 else wm, paths["fixed_wm"])
-    R = np.eye(4)
-    R[:3, :3] = Rotation.from_euler("xyz", [5.0, -3.0, 4.0], degrees=True).as_matrix()
-    R[:3, 3] = c - R[:3, :3] @ c + [4.0, -3.0, 2.5]
-    io.write(warp_image(t1, AffineTransform(R), fixed), paths["rigid"])
+    io.write(moving.with_data(t2), paths["moving_t2"], force=True)
+    io.write(warp_image(gm, chain, fixed), paths["moving_gm"], force=True)
+    io.write(warp_image(wm, chain, fixed), paths["moving_wm"], force=True)
+    io.write(gm.resample_to(fixed) if spacing != 1 else gm, paths["fixed_gm"], force=True)
+    io.write(wm.resample_to(fixed) if spacing != 1 else wm, paths["fixed_wm"], force=True)
+    io.write(warp_image(t1, AffineTransform(R), fixed), paths["rigid"], force=True)
     return {"paths": paths, "rigid": R}
 
 
@@ -184,12 +186,13 @@ def main() -> int:
     ap.add_argument("--skip-ants-t2", action="store_true", help="Do not run ANTsPy on the T2-like case.")
     ap.add_argument("--work", default=None, help="Working folder (default: a temporary one).")
     ap.add_argument("--tools", default="medcli,ants", help="Which tools to run (comma-separated: medcli, ants).")
+    ap.add_argument("--reuse-case", action="store_true", help="Keep the case files already in --work.")
     ap.add_argument("--merge", default=None, help="Take the other tool's rows from this earlier run's printed JSON lines.")
     args = ap.parse_args()
     tools = set(args.tools.split(","))
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_register_"))
     work.mkdir(parents=True, exist_ok=True)
-    case = make_case(work, args.spacing)
+    case = make_case(work, args.spacing, reuse=args.reuse_case)
     paths = case["paths"]
     rows = []
 

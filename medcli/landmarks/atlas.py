@@ -1,0 +1,187 @@
+"""The atlas method: register the subject with the set's template, carry the template's landmarks over.
+
+Direction (the part that is easy to get wrong): the subject is the *moving*
+image and the template the *fixed* one. :func:`medcli.register.methods.register`
+returns the chain that maps a fixed-space point to the moving-space point on the
+same anatomy (ITK's pull convention), so the template's landmarks land on the
+subject by applying that chain to them directly: no inverse field, no
+fixed-point inversion, and the deformation is estimated on the template's grid,
+where the landmarks are.
+
+The bundled template (``sample:t1``) is skull-stripped. A head with its skull
+is first brain-extracted with :mod:`medcli.segment.brain` (or the user's
+``--mask`` is used), so that scalp and skull do not pull the brain out of place;
+whether the skull is on is recognised by :mod:`medcli.segment.contrast`, which
+also refuses images that are not heads.
+
+Each landmark gets a confidence: the Pearson correlation of the template and the
+registered subject in a cube of :data:`CONFIDENCE_RADIUS_MM` around the landmark
+(clipped to 0..1; a T2 subject correlates negatively with a T1 template, so the
+absolute value is taken across contrasts). It says how well the anatomy around
+the point matched, not a calibrated probability. A landmark that lands outside the
+subject's field of view is reported missing (NaN) with a warning, never clamped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from medcli.errors import InputError, ProcessingError
+from medcli.image import Image
+from medcli.io.points import Points
+from medcli.landmarks.sets import LandmarkSet
+
+SKULL = ("auto", "on", "off")
+#: Half side of the cube (mm) in which the per-landmark confidence is measured.
+CONFIDENCE_RADIUS_MM = 6.0
+#: Below this |Pearson r| of the template and the registered image over the template's brain,
+#: the image is taken for something else than a head (measured: T1 0.9+, T2-like 0.5+, a box or noise < 0.2).
+MIN_HEAD_CORRELATION = 0.3
+
+
+@dataclass
+class Detection:
+    """What :func:`detect_atlas` returns."""
+
+    points: Points
+    warnings: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def check_image(image: Image, source: str | None = None) -> Image:
+    """The image as 3D (a 4D image of one volume is accepted); one-line errors otherwise."""
+    data = np.asarray(image.data)
+    if data.ndim == 4 and data.shape[3] == 1:
+        image = image.with_data(data[..., 0])
+    elif data.ndim != 3:
+        raise InputError(f"landmarks need a 3D head image, got shape {tuple(data.shape)}", source)
+    if sum(s > 1 for s in image.shape[:3]) < 3:
+        raise InputError(f"landmarks need a 3D head image, got shape {tuple(image.shape)} (a 2D slice)", source)
+    return image
+
+
+def outside(image: Image, ras: np.ndarray) -> np.ndarray:
+    """Boolean (N,): points outside the image's field of view (beyond half a voxel of its edge voxels)."""
+    vox = image.world_to_voxel(ras)
+    shape = np.array(image.shape[:3], float)
+    return ~((vox >= -0.5) & (vox <= shape - 0.5)).all(axis=1)
+
+
+def local_similarity(a: np.ndarray, b: np.ndarray, affine: np.ndarray, ras: np.ndarray, radius_mm: float) -> np.ndarray:
+    """|Pearson r| of ``a`` and ``b`` (same grid) in a cube around each point (NaN where flat or off the grid)."""
+    vox = np.rint(np.linalg.solve(affine, np.c_[ras, np.ones(len(ras))].T).T[:, :3]).astype(int)
+    sp = np.sqrt((affine[:3, :3] ** 2).sum(0))
+    r = np.maximum(1, np.rint(radius_mm / sp).astype(int))
+    out = np.full(len(ras), np.nan)
+    for i, c in enumerate(vox):
+        lo, hi = np.maximum(c - r, 0), np.minimum(c + r + 1, a.shape)
+        if (hi <= lo).any():
+            continue
+        sl = tuple(slice(x, y) for x, y in zip(lo, hi))
+        x, y = a[sl].ravel().astype(float), b[sl].ravel().astype(float)
+        x, y = x - x.mean(), y - y.mean()
+        den = np.sqrt((x * x).sum() * (y * y).sum())
+        if den > 0:
+            out[i] = abs(float((x * y).sum() / den))
+    return out
+
+
+def brain_mask_for(image: Image, skull: str, device: Any = None, log: Callable[[str], None] | None = None) -> tuple[np.ndarray | None, list[str]]:
+    """The subject's brain mask when its skull is on (``None`` when it is off), and warnings.
+
+    ``skull="auto"`` recognises the image first (and refuses one that is not a head).
+    """
+    warnings: list[str] = []
+    if skull == "off":
+        return None, warnings
+    if skull == "auto":
+        from medcli.segment.contrast import describe, recognise
+
+        seen = recognise(image, device=device)
+        if log:
+            log(f"recognised {describe(seen)}")
+        if seen["region"] == "other body part" and seen["region_confidence"] > 0.5:
+            raise InputError(
+                f"the image does not look like a head ({seen['region']}, {seen['region_confidence']:.2f}): "
+                "landmarks need a head MR image", image.meta.get("source"),
+            )
+        if seen["modality"] == "CT":
+            warnings.append("the image looks like CT: the atlas landmarks were validated on MR only")
+        if not seen["skull"]:
+            return None, warnings
+    from medcli.segment.brain import extract_brain_checked
+
+    res = extract_brain_checked(image, device=device)
+    return np.asarray(res.mask.data) > 0, warnings + res.warnings
+
+
+def detect_atlas(
+    image: Image,
+    lset: LandmarkSet,
+    *,
+    mask: np.ndarray | None = None,
+    skull: str = "auto",
+    template: Image | None = None,
+    seed: int = 0,
+    device: Any = "cpu",
+    options: Any = None,
+    log: Callable[[str], None] | None = None,
+) -> Detection:
+    """The landmarks of ``lset`` on ``image`` by registration with the set's template.
+
+    Args:
+        image: A 3D head image (any MR contrast, skull on or off).
+        lset: The landmark set (:func:`medcli.landmarks.sets.load_set`).
+        mask: Brain mask on the image's grid; when given, no brain extraction is run.
+        skull: ``auto`` (recognise), ``on`` (extract the brain) or ``off`` (register the image as it is).
+        template: The set's template image already read (e.g. resampled coarser for speed).
+        seed: Seed of the registration's affine stages.
+        device: Torch device.
+        options: :class:`medcli.register.methods.Options` for the registration.
+        log: Callable taking progress lines.
+
+    Returns:
+        :class:`Detection`: the points (RAS mm, confidence per point, NaN where outside
+        the field of view), warnings and registration statistics.
+    """
+    from medcli import io
+    from medcli.register.methods import register
+
+    if skull not in SKULL:
+        raise ValueError(f"skull must be one of {SKULL}")
+    src = image.meta.get("source")
+    image = check_image(image, src)
+    warnings: list[str] = []
+    if mask is not None:
+        mask = np.asarray(mask) > 0
+        if mask.shape != image.shape[:3]:
+            raise InputError(f"--mask has shape {mask.shape}, the image {image.shape[:3]}")
+        if not mask.any():
+            raise InputError("--mask is empty")
+    else:
+        mask, warnings = brain_mask_for(image, skull, device, log)
+    tmpl = template if template is not None else io.read(lset.template)
+    res = register(image, tmpl, kind="syn", moving_mask=mask, seed=seed, device=device, options=options, log=log)
+    t_data, w_data = np.asarray(tmpl.data, np.float32), np.asarray(res.warped.data, np.float32)
+    brain = t_data > np.percentile(t_data, 60)
+    rho = abs(float(np.corrcoef(t_data[brain], w_data[brain])[0, 1])) if w_data[brain].std() > 0 else 0.0
+    stats = dict(res.stats, head_correlation=round(rho, 4))
+    if not rho >= MIN_HEAD_CORRELATION:
+        raise ProcessingError(
+            f"the image does not match the {lset.name} template after registration (|r| = {rho:.2f} over its brain, "
+            f"expected >= {MIN_HEAD_CORRELATION}): is it a head MR image?", src,
+        )
+    ras = res.chain.transform_points(lset.points.ras)
+    conf = local_similarity(t_data, w_data, tmpl.affine, lset.points.ras, CONFIDENCE_RADIUS_MM)
+    out = outside(image, ras)
+    if out.any():
+        names = [lset.points.descriptions[i] or lset.points.labels[i] for i in np.flatnonzero(out)]
+        warnings.append(f"{int(out.sum())} landmark(s) outside the field of view, reported missing: {', '.join(names)}")
+        ras[out] = np.nan
+        conf[out] = np.nan
+    pts = lset.points.moved(ras)
+    pts.confidences = np.round(conf, 4)
+    return Detection(points=pts, warnings=warnings, stats=stats)

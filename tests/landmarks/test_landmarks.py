@@ -1,0 +1,131 @@
+"""Landmark detection and evaluation: known answers on the real MNI T1 (at 3 mm for speed).
+
+The subject is the bundled template moved by a known translation ``t``: every AFID
+must move by exactly ``t`` (registration precision at 3 mm: well under a voxel).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pytest
+
+from medcli.errors import InputError, UsageError
+from medcli.image import Image
+from medcli.io.points import Points, read_points, write_points
+from medcli.landmarks.atlas import detect_atlas, outside
+from medcli.landmarks.evaluate import format_table, radial_errors
+from medcli.landmarks.sets import load_set, set_names
+from medcli.register.methods import Options
+from medcli.register.transforms import AffineTransform, TransformChain, warp_image
+
+SHIFT = np.array([4.0, -3.0, 5.0])
+#: Fast schedule at 3 mm (the command runs the register defaults on the 1 mm template).
+FAST = Options(affine_levels=((6.0, 60), (3.0, 40)), syn_levels=((6.0, 40), (3.0, 30)))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    from medcli.cli.runtime import state
+
+    saved = state.threads
+    state.threads = 1
+    yield
+    state.threads = saved
+
+
+@functools.lru_cache(maxsize=None)
+def template(spacing: float = 3.0) -> Image:
+    from medcli import io
+
+    return io.read("sample:t1").resample(spacing)
+
+
+@functools.lru_cache(maxsize=None)
+def shifted_case():
+    """The template translated by SHIFT (a template point x is at x + SHIFT in the subject), and its detection."""
+    t = template()
+    subj = warp_image(t, TransformChain([AffineTransform.from_translation(-SHIFT)]), t)
+    det = detect_atlas(subj, load_set("afids"), skull="off", template=t, options=FAST)
+    return subj, det
+
+
+def test_sets_are_data():
+    s = load_set("afids")
+    assert "afids" in set_names()
+    assert len(s.points) == 32 and s.points.descriptions[:2] == ["AC", "PC"]
+    assert s.template == "sample:t1"
+    with pytest.raises(UsageError, match="unknown landmark set"):
+        load_set("nope")
+
+
+def test_translation_moves_every_landmark_by_it():
+    _, det = shifted_case()
+    truth = load_set("afids").points.ras + SHIFT
+    err = np.linalg.norm(det.points.ras - truth, axis=1)
+    assert not det.points.missing.any() and not det.warnings
+    # 3 mm voxels, fast schedule: measured mean 0.93, max 1.41 mm (a third of a voxel on average)
+    assert err.mean() < 1.2 and err.max() < 2.0, err
+    # the detected points moved by the translation, not somewhere near it
+    moved = det.points.ras - load_set("afids").points.ras
+    assert np.allclose(np.median(moved, axis=0), SHIFT, atol=0.75)
+    conf = det.points.confidences
+    assert conf.shape == (32,) and np.nanmedian(conf) > 0.8 and np.nanmax(conf) <= 1.0
+    assert det.stats["head_correlation"] > 0.9
+
+
+def test_outside_field_of_view_is_missing_not_clamped():
+    t = template()
+    # keep the upper part of the head only: landmarks in the brainstem and below the cut are lost
+    cut = 18  # z from -17 mm: the pontomesencephalic junction and below are cut
+    part = Image(np.asarray(t.data)[:, :, cut:], t.affine @ np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, cut], [0, 0, 0, 1.0]]))
+    pts = load_set("afids").points
+    out = outside(part, pts.ras)
+    assert out.any() and not out.all()
+    assert (pts.ras[out, 2] < part.voxel_to_world([[0, 0, 0]])[0, 2]).all()
+
+
+def test_eval_hand_made_points():
+    truth = Points(np.array([[0.0, 0, 0], [10, 0, 0], [0, 10, 0]]), ["AC", "PC", "X"], ["a", "b", "c"])
+    pred = Points(np.array([[3.0, 4, 0], [10, 0, 2], [np.nan] * 3]), ["AC", "PC", "X"])
+    r = radial_errors(pred, truth)
+    assert [x["error_mm"] for x in r["landmarks"]] == [5.0, 2.0, None]
+    assert r["mean_mm"] == 3.5 and r["n"] == 2 and r["missing"] == 1 and r["max_mm"] == 5.0
+    text = format_table(r)
+    assert "missing" in text and "mean radial error 3.50" in text
+    # order does not matter, labels do
+    r2 = radial_errors(Points(pred.ras[::-1], pred.labels[::-1]), truth)
+    assert r2["mean_mm"] == 3.5
+    with pytest.raises(InputError, match="no landmark label in common"):
+        radial_errors(Points(np.zeros((1, 3)), ["Q"]), truth)
+
+
+@pytest.mark.parametrize("suffix", [".fcsv", ".mrk.json", ".json", ".csv"])
+def test_every_format_reads_back(tmp_path, suffix):
+    s = load_set("afids").points
+    pts = s.moved(s.ras + np.random.default_rng(0).normal(size=s.ras.shape))
+    pts.confidences = np.linspace(0.0, 1.0, len(pts))
+    pts.ras[3] = np.nan  # a missing landmark survives the round trip
+    path = tmp_path / f"p{suffix}"
+    write_points(pts, path)
+    back = read_points(path)
+    assert back.labels == pts.labels and back.descriptions == pts.descriptions
+    assert np.allclose(back.ras, pts.ras, atol=1e-6, equal_nan=True)
+    if suffix in (".json", ".csv"):
+        assert np.allclose(back.confidences, pts.confidences, equal_nan=True)
+    if suffix == ".fcsv":
+        assert "# CoordinateSystem = LPS" in path.read_text()
+
+
+def test_bad_inputs():
+    t = template()
+    s = load_set("afids")
+    flat = Image(np.asarray(t.data)[:, :, 20:21], t.affine)
+    with pytest.raises(InputError, match="3D head image"):
+        detect_atlas(flat, s, skull="off", template=t)
+    with pytest.raises(InputError, match="empty"):
+        detect_atlas(t, s, mask=np.zeros(t.shape, bool), template=t)
+    with pytest.raises(InputError, match="has shape"):
+        detect_atlas(t, s, mask=np.ones((3, 3, 3), bool), template=t)

@@ -149,7 +149,27 @@ def _available() -> list[str]:
 
 
 def run_analyses(image, source: str, tasks: list[str]):
-    """Run segment's analyses in this process: brain extraction once, its mask reused by tissue."""
+    """Run the analyses in this process: brain extraction once, its mask reused by the others."""
+    import time
+
+    import numpy as np
+
+    from medcli.cli.runtime import log
+    from medcli.image import Image
+
+    items = []
+    brain_img = None
+    for task in tasks:
+        t0 = time.perf_counter()
+        items += _run_one(task, image, source, brain_img)
+        if task == "brain":
+            brain_img = Image(np.asarray(items[-2].data.data).astype(np.uint8), image.affine)
+        log.info(f"--run {task}: {time.perf_counter() - t0:.1f} s")
+    return items
+
+
+def _run_one(task, image, source, brain_img):
+    """The items one analysis adds (a label map and its statistics, findings, or landmarks)."""
     import numpy as np
 
     from medcli.commands.segment import run_task
@@ -157,24 +177,19 @@ def run_analyses(image, source: str, tasks: list[str]):
     from medcli.report.inputs import Item
     from medcli.segment.outputs import LABELS, statistics
 
+    if task == "detect":
+        return [_detect_item(image, brain_img)]
+    if task == "landmarks":
+        return [_landmarks_item(image, brain_img)]
     items = []
-    brain_img = None
-    for task in tasks:
-        if task == "detect":
-            items.append(_detect_item(image, brain_img))
-            continue
-        if task == "landmarks":
-            items.append(_landmarks_item(image, brain_img))
-            continue
-        labels, _, brain, model_name, sha, checks = run_task(task, image, mask=brain_img)
-        lab = Image(np.asarray(labels.data).astype(np.int32), image.affine)
-        items.append(Item("labels", f"--run {task}", lab))
-        doc = statistics(lab, LABELS[task], brain=brain, model=model_name, sha256=sha, source=source)
-        doc.update(checks)
-        if task == "brain":
-            brain_img = Image(np.asarray(labels.data).astype(np.uint8), image.affine)
-            doc["labels"] = []  # the brain mask is the ICV, not a structure
-        items.append(Item("seg_stats", f"--run {task}", doc))
+    labels, _, brain, model_name, sha, checks = run_task(task, image, mask=brain_img)
+    lab = Image(np.asarray(labels.data).astype(np.int32), image.affine)
+    items.append(Item("labels", f"--run {task}", lab))
+    doc = statistics(lab, LABELS[task], brain=brain, model=model_name, sha256=sha, source=source)
+    doc.update(checks)
+    if task == "brain":
+        doc["labels"] = []  # the brain mask is the ICV, not a structure
+    items.append(Item("seg_stats", f"--run {task}", doc))
     return items
 
 

@@ -73,7 +73,9 @@ def _check_outputs(outputs: list[str], force: bool) -> list[str]:
         "mL and % of intracranial volume, findings (with crops) and landmarks tables, QC mosaics with outlines in "
         "three planes, provenance (every step's model and its sha256), what the models were trained on (their "
         "cards), and a short narrative whose every sentence links to the number it states. It claims no diagnosis. "
-        "HTML is one file: inline CSS and WebP pictures, no script, no font, no network request; about 0.1-0.3 MB.\n\n"
+        "HTML is one file: inline CSS and WebP pictures, no script, no font, no network request; about 0.1-0.3 MB. "
+        "--dicom-sr FILE (IMAGE a DICOM series) also writes the measurements as a DICOM SR (TID 1500, Comprehensive 3D "
+        "SR: volumes, findings and landmarks as 3D points in the series' frame of reference; needs highdicom).\n\n"
         "'medcli report cohort SUBJECT.json... -o cohort.html' (or --list FILE) gathers the .json reports of many "
         "scans: a table of key numbers, histograms (inline SVG), robust outlier flags (|z| > 3 from median and MAD) "
         "linking to each subject's page, and --csv FILE for the table."
@@ -98,6 +100,10 @@ def cli(
     run: Annotated[
         Optional[str], typer.Option("--run", metavar="LIST", help=f"Analyses to run here, comma-separated: {', '.join(RUNNABLE)} (or all).", show_default=False)
     ] = None,
+    dicom_sr: Annotated[
+        Optional[str],
+        typer.Option("--dicom-sr", metavar="FILE", help="Also write a DICOM SR (TID 1500) of the measurements; IMAGE must be a DICOM series.", show_default=False),
+    ] = None,
     series: Annotated[Optional[str], typer.Option("--series", metavar="UID", help="DICOM series to read from a folder of several.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing reports.")] = False,
 ) -> int:
@@ -108,7 +114,11 @@ def cli(
     from medcli.report.inputs import recognise
 
     outputs = list(output or [])
-    fmts = _check_outputs(outputs, force)
+    fmts = _check_outputs(outputs, force) if outputs or not dicom_sr else []
+    if dicom_sr:
+        from medcli.io.safe import check_writable
+
+        check_writable(dicom_sr, force)
     tasks = _parse_run(run)
     img = io.read(image, series=series)
     io.check_3d(img, image)
@@ -121,8 +131,28 @@ def cli(
     if not items and not tasks:
         log.warning("no --with file and no --run: the report holds the scan's identity only")
     texts = scan_report(img, image, items, fmts, sha256=sha)
+    sr = _dicom_sr(texts["doc"], img, image) if dicom_sr else None  # built before any write: all or nothing
     _write_all({o: texts[f] for o, f in zip(outputs, fmts)}, outputs, force)
+    if sr is not None:
+        from medcli.io.safe import atomic_output
+
+        with atomic_output(dicom_sr, force) as tmp:
+            sr.save_as(str(tmp))
     return 0
+
+
+def _dicom_sr(doc, img, source: str):
+    from medcli.errors import InputError, UsageError
+
+    if not (img.meta or {}).get("dicom"):
+        raise InputError("--dicom-sr needs a DICOM series as IMAGE (its files are the report's evidence)", source)
+    from medcli.report.dicom_sr import measurement_report, source_datasets
+
+    try:
+        import highdicom  # noqa: F401
+    except ImportError as e:  # pragma: no cover - highdicom is in the test extra
+        raise UsageError(f"--dicom-sr needs highdicom: pip install highdicom ({e})") from e
+    return measurement_report(doc, source_datasets(source, img.meta["dicom"].get("series_uid")))
 
 
 def _parse_run(run: str | None) -> list[str]:

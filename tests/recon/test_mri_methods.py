@@ -93,3 +93,12 @@ def test_learned_model_on_a_held_out_slice(slice_4x):
 def test_auto_is_cs(slice_4x):
     ks, _ = slice_4x
     assert reconstruct_mri(ks, "auto", iterations=1).method == "cs"
+
+
+def test_too_narrow_calibration_is_an_error_not_a_blank_image(t1):
+    from medcli.errors import ProcessingError
+
+    img = np.asarray(t1.data[60:124, 80:144, 110], np.float32)[None]
+    k, mask, _ = simulate_slices(img, coils=8, accel=8, center=0.04, seed=1)  # 3 centre lines of 64
+    with pytest.raises(ProcessingError, match="calibration region of 3 centre lines"):
+        reconstruct_mri(KSpace(k, mask, np.eye(4), img.shape[1:]), "sense")

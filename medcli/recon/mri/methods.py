@@ -180,7 +180,16 @@ def estimate_maps(k, mask_np: np.ndarray):
 
     from medcli.recon.mri.espirit import espirit_maps
 
-    return torch.stack([espirit_maps(k[i], mask_np[i]) for i in range(k.shape[0])])
+    from medcli.errors import ProcessingError
+    from medcli.recon.mri.espirit import calibration_region
+
+    maps = torch.stack([espirit_maps(k[i], mask_np[i]) for i in range(k.shape[0])])
+    if float((maps.abs().sum(1) > 0).float().mean()) < 0.01:
+        # Every pixel's top eigenvalue below the crop: no usable maps (a zero image would follow).
+        lines = calibration_region(mask_np[0])[1]
+        raise ProcessingError(f"ESPIRiT found no coil sensitivities in a calibration region of {lines.stop - lines.start} "
+                              "centre lines (too narrow): use --method zerofill, or give --maps")
+    return maps
 
 
 def zerofill(k):

@@ -129,3 +129,16 @@ def test_bad_inputs():
         detect_atlas(t, s, mask=np.zeros(t.shape, bool), template=t)
     with pytest.raises(InputError, match="has shape"):
         detect_atlas(t, s, mask=np.ones((3, 3, 3), bool), template=t)
+
+
+@pytest.mark.slow
+def test_non_head_image_is_refused():
+    """A box of constant intensity registers to nothing like the template: one clear error, no points."""
+    from medcli.errors import ProcessingError
+
+    t = template()
+    x, y, z = np.mgrid[: t.shape[0], : t.shape[1], : t.shape[2]]
+    c = np.array(t.shape) // 2
+    box = ((abs(x - c[0]) < 20) & (abs(y - c[1]) < 25) & (abs(z - c[2]) < 22)).astype(np.float32) * 100
+    with pytest.raises(ProcessingError, match="does not match the afids template"):
+        detect_atlas(t.with_data(box), load_set("afids"), skull="off", template=t, options=FAST)

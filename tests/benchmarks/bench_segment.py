@@ -124,15 +124,22 @@ def cases(quick: bool = False):
     return out
 
 
-def drift_cases(quick: bool = False):
-    """name -> (Image, brain mask, reference labels): the T1 rendered by each drift scanner."""
+def drift_cases(quick: bool = False, scanners: tuple[str, ...] = ()):
+    """name -> (Image, brain mask, reference labels): the T1 rendered by each drift scanner.
+
+    The noise/bias seed of a scanner is 400 + its index in the --drift --quick
+    set, then in DRIFT_SCANNERS, so a subset run renders the same images.
+    """
     from medcli.enhance import degrade
 
     t1, _, brain, labels = reference()
-    names = DRIFT_QUICK if quick else tuple(degrade.DRIFT_SCANNERS)
+    order = list(DRIFT_QUICK) + [n for n in degrade.DRIFT_SCANNERS if n not in DRIFT_QUICK]
+    names = scanners or (DRIFT_QUICK if quick else tuple(order))
     out = {}
-    for i, name in enumerate(names):
-        img = degrade.drift_render(t1, degrade.DRIFT_SCANNERS[name], rng=400 + i, mask=brain)
+    for name in names:
+        if name not in degrade.DRIFT_SCANNERS:
+            raise SystemExit(f"unknown scanner {name!r}: one of {', '.join(degrade.DRIFT_SCANNERS)}")
+        img = degrade.drift_render(t1, degrade.DRIFT_SCANNERS[name], rng=400 + order.index(name), mask=brain)
         out[f"T1 {name}"] = (img, brain, labels)
     return out
 
@@ -256,6 +263,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="T1 and T2-like only")
     ap.add_argument("--drift", action="store_true", help="the drift-scanner cases instead (writes segment_drift.md)")
+    ap.add_argument("--scanners", default="", help="with --drift: ';'-separated DRIFT_SCANNERS names (appends to segment_drift.md)")
     ap.add_argument("--model", default="tissue", help="learned tissue model: registry name or trained folder (runs/tissue)")
     args = ap.parse_args(argv)
     learned = ["medcli learned", NETWORK_ONLY] if learned_available(args.model) else []
@@ -264,7 +272,8 @@ def main(argv=None) -> int:
         learned = learned[:1]
     methods = ["medcli classical"] + learned + ["ANTs Atropos"]
     rows = []
-    chosen = drift_cases(args.quick) if args.drift else cases(args.quick)
+    scanners = tuple(n.strip() for n in args.scanners.split(";") if n.strip())
+    chosen = drift_cases(args.quick, scanners) if args.drift else cases(args.quick)
     for name, (image, brain, ref) in chosen.items():
         for method in methods:
             t0, c0 = time.perf_counter(), time.process_time()
@@ -283,7 +292,11 @@ def main(argv=None) -> int:
         table += f"\nmedcli learned = model {args.model!r}, weights sha256 {learned_sha(args.model)}.\n"
     print()
     print(table)
-    if args.drift:
+    if args.drift and scanners:
+        previous = DRIFT_RESULTS.read_text() if DRIFT_RESULTS.exists() else ""
+        DRIFT_RESULTS.write_text(previous + f"\n## More scanners: `--drift --scanners '{args.scanners}'`\n\n" + table.split("\n", 2)[2])
+        print(f"appended to {DRIFT_RESULTS}", file=sys.stderr)
+    elif args.drift:
         note = " (--quick: 4 of the scanners)" if args.quick else ""
         DRIFT_RESULTS.write_text(table + f"\nRun: `python tests/benchmarks/bench_segment.py --drift{' --quick' if args.quick else ''}`{note}, "
                                  "under nice on a shared, heavily loaded 2-core machine (times are not comparable).\n")

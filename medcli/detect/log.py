@@ -20,7 +20,7 @@ range scores about 0.3 x 0.4 (the peak of a normalised 3D LoG on a sphere).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,6 +29,8 @@ from medcli.image import Image
 
 #: sigma per blob radius in 3D (the normalised LoG of a sphere peaks at R / sqrt(3)).
 SQRT3 = math.sqrt(3.0)
+#: Smallest blob diameter, in voxels (geometric mean spacing), that the detector reports.
+MIN_VOXELS = 2.4
 
 
 @dataclass
@@ -109,6 +111,9 @@ def detect_blobs(image: Image, mask: np.ndarray | None = None, settings: LogSett
     shape = data.shape
     mask = np.ones(shape, bool) if mask is None else np.asarray(mask, bool)
     sp = spacing_of(image.affine)
+    # A blob under ~2.4 voxels across cannot be told from noise (the normalised LoG of a single noisy
+    # voxel is as strong as a lesion's): the smallest diameter searched is at least that.
+    s = replace(s, min_diameter=max(s.min_diameter, MIN_VOXELS * float(np.prod(sp)) ** (1 / 3)))
     x = normalise(data, mask)
     inner = mask
     if s.min_depth > 0 and not mask.all():

@@ -73,11 +73,12 @@ def test_sigmas_cover_the_diameter_range():
     assert s[0] * np.sqrt(3) * 2 < 2 and s[-1] * np.sqrt(3) * 2 > 40
 
 
-def test_single_voxel_blobs_on_a_coarse_grid():
+def test_single_voxels_are_noise_but_small_cubes_are_found():
     from medcli.image import Image
 
     d = np.zeros((30, 30, 30), np.float32)
-    d[15, 15, 15], d[5, 20, 9] = 1.0, -1.0
+    d[15, 15, 15], d[5, 20, 9] = 1.0, -1.0  # one voxel: below 2.4 voxels across, not reported
+    d[20:23, 5:8, 20:23] = 1.0  # 3 voxels across: 7.5 mm
     f, _, lab = detect_blobs(Image(d, np.diag([2.5, 2.5, 2.5, 1.0])), threshold=0.01)
-    assert sorted(x.label for x in f) == ["bright", "dark"]
-    assert all(x.volume_ml > 0 and np.all(x.size_mm > 0) for x in f) and lab.max() == 2
+    assert len(f) == 1 and f[0].label == "bright" and lab.max() == 1
+    assert np.allclose(f[0].center_ras, [52.5, 15.0, 52.5], atol=1.0) and 5.0 < f[0].diameter_mm < 11.0

@@ -75,13 +75,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_report_"))
     rows = []
     # -- one scan: --run all vs the separate commands --------------------------------------------
-    n = 2
-    t_run, c_run = best_of(n, "report", "sample:t1", "--run", "brain,tissue,detect", "-o", "run.html", "-o", "run.json", cwd=work)
+    repeats = 2
+    t_run, c_run = best_of(repeats, "report", "sample:t1", "--run", "brain,tissue,detect", "-o", "run.html", "-o", "run.json", cwd=work)
     sep_runs = [
-        best_of(n, "segment", "sample:t1", "-o", "brain.nii.gz", "--stats", "brain_stats.json", cwd=work),
-        best_of(n, "segment", "sample:t1", "--task", "tissue", "-o", "tissue.nii.gz", "--stats", "tissue_stats.json", cwd=work),
-        best_of(n, "detect", "sample:t1", "-o", "findings.json", cwd=work),
-        best_of(n, "report", "sample:t1", *sum((["--with", f] for f in ("brain.nii.gz", "tissue.nii.gz", "tissue_stats.json", "findings.json")), []),
+        best_of(repeats, "segment", "sample:t1", "-o", "brain.nii.gz", "--stats", "brain_stats.json", cwd=work),
+        best_of(repeats, "segment", "sample:t1", "--task", "tissue", "-o", "tissue.nii.gz", "--stats", "tissue_stats.json", cwd=work),
+        best_of(repeats, "detect", "sample:t1", "-o", "findings.json", cwd=work),
+        best_of(repeats, "report", "sample:t1", *sum((["--with", f] for f in ("brain.nii.gz", "tissue.nii.gz", "tissue_stats.json", "findings.json")), []),
                 "-o", "sep.html", cwd=work),
     ]
     t_sep = [w for w, _ in sep_runs]
@@ -112,7 +112,7 @@ def main() -> None:
         "",
         "## One process vs separate commands (MNI T1, whole command lines)",
         "",
-        f"Fastest of {n} runs each; CPU = user + system seconds of the processes.",
+        f"Fastest of {repeats} runs each; CPU = user + system seconds of the processes.",
         "",
         "| way | wall seconds | CPU seconds |",
         "|---|---:|---:|",

@@ -102,7 +102,7 @@ def load_pair(pred_path: str, truth_path: str, excluded: str | None = None) -> l
     "radius; several findings on one lesion count once (the best score) and are not false positives; findings on "
     "--excluded lesions are ignored. CPM: mean sensitivity at 1/8, 1/4, 1/2, 1, 2, 4, 8 false positives per scan. "
     "LUNA16 CSVs (seriesuid,coordX,coordY,coordZ,probability / annotations.csv with diameter_mm) are grouped by "
-    "series. Writes a JSON report (stdout by default) and a one-line summary on stderr.",
+    "series. Writes a JSON report (stdout by default); -v adds a one-line summary on stderr.",
     examples=[
         ("One scan against its lesion mask", "medcli detect eval findings.json lesions.nii.gz"),
         ("A LUNA16 submission", "medcli detect eval submission.csv annotations.csv --excluded annotations_excluded.csv -o froc.json"),

@@ -274,6 +274,11 @@ def main() -> None:
         f"SigPy {__import__('sigpy').__version__}; BART {_bart_version()}; machine: shared 2-core CPU.",
         "",
     ]
+    if args.reuse:
+        lines += ["This file was written by a `--reuse` pass: the peers' rows (and their times) come from the first pass; "
+                  f"medcli's learned{' and ' + ', '.join(args.redo) if args.redo else ''} rows were recomputed in this one. "
+                  "Times of the two passes were taken under different loads of the shared machine: compare them "
+                  "within a pass (medcli with medcli, SigPy with BART) more than across.", ""]
     import json
 
     cache = json.loads(CACHE.read_text()) if args.reuse and CACHE.exists() else {}

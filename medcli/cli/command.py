@@ -27,7 +27,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -126,12 +126,25 @@ class CommandSpec:
     #: Reads one input instead of medcli.io.read (raw data: k-space, sinograms); its
     #: result goes to the step as is, without the image checks (finite, 3D).
     reader: Callable[[str], Any] | None = None
+    #: Sub-commands recognised by the first word (``harmonize fit``, ``register apply``):
+    #: word -> declaration, or a function returning it (imported only when used).
+    subcommands: dict[str, "CommandSpec | Callable[[], CommandSpec]"] = field(default_factory=dict)
+
+    def with_subcommands(self, **subs: "CommandSpec | Callable[[], CommandSpec]") -> "CommandSpec":
+        """This declaration with sub-commands added (``cli = cli.with_subcommands(fit=fit_cli)``)."""
+        return replace(self, subcommands={**self.subcommands, **subs})
+
+    def subcommand(self, word: str) -> "CommandSpec":
+        sub = self.subcommands[word]
+        return sub if isinstance(sub, CommandSpec) else sub()
 
     def click_command(self):
         """The click command typer builds from the declaration.
 
         The declaration (spec) stays reachable as ``cmd.medcli_spec``: the man
-        pages and shell completions are generated from it.
+        pages and shell completions are generated from it. A first argument that
+        names a sub-command hands the rest of the line to that sub-command: the
+        main command keeps its positional inputs (a click group could not).
         """
         app = typer.Typer(
             add_completion=False,
@@ -140,7 +153,21 @@ class CommandSpec:
             context_settings={"help_option_names": ["-h", "--help"]},
         )
         self.register(app)
-        return typer.main.get_command(app)
+        cmd = typer.main.get_command(app)
+        if not self.subcommands:
+            return cmd
+        make_context = cmd.make_context
+        spec = self
+
+        def dispatch(info_name, args, parent=None, **extra):
+            if args and args[0] in spec.subcommands:
+                sub = spec.subcommand(args[0]).click_command()
+                return sub.make_context(f"{info_name} {args[0]}", list(args[1:]), parent=parent, **extra)
+            return make_context(info_name, args, parent=parent, **extra)
+
+        cmd.make_context = dispatch  # type: ignore[method-assign]
+        cmd.medcli_subcommands = {w: spec.subcommand(w) for w in spec.subcommands}  # type: ignore[attr-defined]
+        return cmd
 
     def register(self, app: typer.Typer, name: str | None = None) -> None:
         """Add this command to a typer app (also as a sub-command of a group, under ``name``).

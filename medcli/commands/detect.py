@@ -8,41 +8,16 @@ Two forms share the command name (like ``harmonize fit``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, List, Optional
 
 import typer
 
-from medcli.cli.command import CommandSpec, Job, command
+from medcli.cli.command import Job, command
 from medcli.image import Image
 
 TASKS = ("brain-lesion", "ct-lesion", "blob")
 METHODS = ("log", "learned")
 FINDINGS_EXT = ".json, .csv, .mrk.json or .fcsv"
-
-
-@dataclass
-class DetectSpec(CommandSpec):
-    """The image command, plus ``eval`` dispatched on the first argument."""
-
-    eval: CommandSpec | None = None
-
-    def click_command(self):
-        cmd = super().click_command()
-        sub_spec = self.eval
-        if sub_spec is None:
-            return cmd
-        make_context = cmd.make_context
-
-        def dispatch(info_name, args, parent=None, **extra):
-            if args and args[0] == "eval":
-                sub = sub_spec.click_command()
-                return sub.make_context(f"{info_name} eval", list(args[1:]), parent=parent, **extra)
-            return make_context(info_name, args, parent=parent, **extra)
-
-        cmd.make_context = dispatch  # type: ignore[method-assign]
-        cmd.medcli_subcommands = {"eval": sub_spec}  # type: ignore[attr-defined]
-        return cmd
 
 
 def _is_image(path: str) -> bool:
@@ -237,4 +212,4 @@ def cli(
     return step
 
 
-cli = DetectSpec(**{k: getattr(cli, k) for k in CommandSpec.__dataclass_fields__}, eval=eval_cli)
+cli = cli.with_subcommands(eval=eval_cli)

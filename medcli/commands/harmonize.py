@@ -13,12 +13,11 @@ arguments after ``fit`` to a second, non-batch declaration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, List, Optional
 
 import typer
 
-from medcli.cli.command import CommandSpec, Job, command
+from medcli.cli.command import Job, command
 from medcli.image import Image
 
 METHODS = ("learned", "nyul", "histmatch", "zscore", "whitestripe")
@@ -37,30 +36,6 @@ def read_mask(path: str, image: Image):
         raise InputError(f"mask grid {m.shape[:3]} does not match the image grid {image.shape[:3]} (resample it first)", path)
     data = np.asarray(m.data)
     return (data if data.ndim == 3 else data[..., 0]) > 0
-
-
-@dataclass
-class HarmonizeSpec(CommandSpec):
-    """The image command, plus ``fit`` dispatched on the first argument."""
-
-    fit: CommandSpec | None = None
-
-    def click_command(self):
-        cmd = super().click_command()
-        fit = self.fit
-        if fit is None:
-            return cmd
-        make_context = cmd.make_context
-
-        def dispatch(info_name, args, parent=None, **extra):
-            if args and args[0] == "fit":
-                sub = fit.click_command()
-                return sub.make_context(f"{info_name} fit", list(args[1:]), parent=parent, **extra)
-            return make_context(info_name, args, parent=parent, **extra)
-
-        cmd.make_context = dispatch  # type: ignore[method-assign]
-        cmd.medcli_subcommands = {"fit": fit}  # type: ignore[attr-defined]
-        return cmd
 
 
 @command(
@@ -189,4 +164,4 @@ def cli(
     return step
 
 
-cli = HarmonizeSpec(**{k: getattr(cli, k) for k in CommandSpec.__dataclass_fields__}, fit=fit_cli)
+cli = cli.with_subcommands(fit=fit_cli)

@@ -16,13 +16,13 @@ Inputs are raw data, not images: the batch engine hands the step the path
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from medcli.cli.command import CommandSpec, Job, command
+from medcli.cli.command import Job, command
 
 MODALITIES = ("auto", "mr", "ct")
 MR_METHODS = ("auto", "zerofill", "sense", "cs", "learned")
@@ -43,29 +43,6 @@ def modality_of(path: str) -> str | None:
     if stem is not None and Path(stem + ".json").is_file():
         return "ct"
     return None
-
-
-@dataclass
-class ReconSpec(CommandSpec):
-    """The reconstruction command, plus ``simulate`` dispatched on the first argument."""
-
-    simulate: CommandSpec | None = None
-
-    def click_command(self):
-        cmd = super().click_command()
-        sim = self.simulate
-        if sim is None:
-            return cmd
-        make_context = cmd.make_context
-
-        def dispatch(info_name, args, parent=None, **extra):
-            if args and args[0] == "simulate":
-                return sim.click_command().make_context(f"{info_name} simulate", list(args[1:]), parent=parent, **extra)
-            return make_context(info_name, args, parent=parent, **extra)
-
-        cmd.make_context = dispatch  # type: ignore[method-assign]
-        cmd.medcli_subcommands = {"simulate": sim}  # type: ignore[attr-defined]
-        return cmd
 
 
 def _kspace_suffix(path: str) -> str:
@@ -386,4 +363,5 @@ def _write_array(arr, template: str, ks, job: Job) -> None:
         job.written.append(dest)
 
 
-cli = ReconSpec(**{k: getattr(cli, k) for k in CommandSpec.__dataclass_fields__ if k != "reader"}, reader=str, simulate=simulate_cli)
+# The batch engine hands the step the input path: k-space and sinograms are not images.
+cli = replace(cli, reader=str).with_subcommands(simulate=simulate_cli)

@@ -12,12 +12,11 @@ Two forms share the command name:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Optional
 
 import typer
 
-from medcli.cli.command import CommandSpec, Job, command
+from medcli.cli.command import Job, command
 from medcli.image import Image
 
 TYPES = ("rigid", "affine", "syn")
@@ -169,24 +168,10 @@ def cli(
     return step
 
 
-@dataclass
-class RegisterSpec(CommandSpec):
-    """The image command, plus ``apply`` dispatched on the first argument (as ``harmonize fit``)."""
+def _apply_spec():
+    from medcli.commands.register_apply import cli as apply_spec
 
-    def click_command(self):
-        from medcli.commands.register_apply import cli as apply_spec
-
-        cmd = super().click_command()
-        make_context = cmd.make_context
-
-        def dispatch(info_name, args, parent=None, **extra):
-            if args and args[0] == "apply":
-                return apply_spec.click_command().make_context(f"{info_name} apply", list(args[1:]), parent=parent, **extra)
-            return make_context(info_name, args, parent=parent, **extra)
-
-        cmd.make_context = dispatch  # type: ignore[method-assign]
-        cmd.medcli_subcommands = {"apply": apply_spec}  # type: ignore[attr-defined]
-        return cmd
+    return apply_spec
 
 
-cli = RegisterSpec(**{k: getattr(cli, k) for k in CommandSpec.__dataclass_fields__})
+cli = cli.with_subcommands(apply=_apply_spec)

@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, List, Optional
 
 import typer
 
-from medcli.cli.command import CommandSpec, command
+from medcli.cli.command import command
 
 RUNNABLE = ("brain", "tissue", "detect", "landmarks")
-
-
-@dataclass
-class ReportSpec(CommandSpec):
-    """The scan report, plus ``cohort`` dispatched on the first argument (like ``detect eval``)."""
-
-    cohort: CommandSpec | None = None
-
-    def click_command(self):
-        cmd = super().click_command()
-        sub_spec = self.cohort
-        if sub_spec is None:
-            return cmd
-        make_context = cmd.make_context
-
-        def dispatch(info_name, args, parent=None, **extra):
-            if args and args[0] == "cohort":
-                return sub_spec.click_command().make_context(f"{info_name} cohort", list(args[1:]), parent=parent, **extra)
-            return make_context(info_name, args, parent=parent, **extra)
-
-        cmd.make_context = dispatch  # type: ignore[method-assign]
-        cmd.medcli_subcommands = {"cohort": sub_spec}  # type: ignore[attr-defined]
-        return cmd
 
 
 def _write_all(texts: dict[str, str], outputs: list[str], force: bool) -> None:
@@ -302,4 +278,4 @@ def cohort_cli(
     return 0
 
 
-cli = ReportSpec(**{k: getattr(cli, k) for k in CommandSpec.__dataclass_fields__}, cohort=cohort_cli)
+cli = cli.with_subcommands(cohort=cohort_cli)

@@ -223,7 +223,7 @@ def cli(
     ] = "auto",
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of any random step.")] = 0,
     model: Annotated[
-        Optional[str], typer.Option("--model", metavar="NAME|PATH", help="Learned model (hub name or folder).", show_default="recon_mri")
+        Optional[str], typer.Option("--model", metavar="NAME|PATH", help="Learned model (hub name or folder).", show_default="recon-mri")
     ] = None,
     modality: Annotated[str, typer.Option("--modality", metavar="auto|mr|ct", help="Input kind; auto: from the file.")] = "auto",
     # --- MRI options ---

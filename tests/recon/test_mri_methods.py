@@ -84,7 +84,7 @@ def test_learned_model_on_a_held_out_slice(slice_4x):
     """
     ks, ref = slice_4x
     learned = reconstruct_mri(ks, "learned")
-    assert learned.method == "learned" and learned.info["model"]["Name"] == "recon_mri"
+    assert learned.method == "learned" and learned.info["model"]["Name"] == "recon-mri"
     zf = _scores(reconstruct_mri(ks, "zerofill"), ref)
     got = _scores(learned, ref)
     assert got[0] > zf[0] + 0.1 and got[1] > zf[1] + 2.0, (got, zf)

@@ -30,7 +30,7 @@ import numpy as np
 #: Axial slices (third voxel axis of sample:t1) kept out of training, with a 5-slice margin on each side.
 HELD_OUT = (95, 125)
 TRAIN_MARGIN = 5
-DEFAULT_MODEL = "recon_mri"
+DEFAULT_MODEL = "recon-mri"
 
 
 def _slices_for_training() -> list[int]:

@@ -153,7 +153,6 @@ def cli(
         job.provenance["Seed"] = seed
         job.provenance["Landmarks"] = {"Set": lset.name, "Method": method, "Template": lset.template,
                                        "Registration": {k: det.stats.get(k) for k in ("type", "metric", "seconds")}}
-        return None
 
     return step
 

@@ -24,8 +24,9 @@ subject's field of view is reported missing (NaN) with a warning, never clamped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -46,10 +46,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from medcli import io  # noqa: E402
-from medcli.io.points import read_points, write_points  # noqa: E402
-from medcli.landmarks.sets import load_set  # noqa: E402
-from medcli.register.transforms import AffineTransform, DisplacementField, TransformChain, warp_image  # noqa: E402
+from medcli import io
+from medcli.io.points import read_points, write_points
+from medcli.landmarks.sets import load_set
+from medcli.register.transforms import (
+    AffineTransform,
+    DisplacementField,
+    TransformChain,
+    warp_image,
+)
 
 RESULTS = ROOT / "tests" / "benchmarks" / "results" / "landmarks.md"
 ENV = {"OMP_NUM_THREADS": "1", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -66,7 +71,7 @@ def run(cmd: str, cwd: Path) -> tuple[float, float]:
     """Wall and CPU seconds (children's user + sys) of a whole run."""
     c0 = os.times()
     t0 = time.perf_counter()
-    r = subprocess.run(["bash", "-c", cmd], cwd=cwd, env={**os.environ, **ENV}, capture_output=True)
+    r = subprocess.run(["bash", "-c", cmd], cwd=cwd, env={**os.environ, **ENV}, capture_output=True, check=False)
     dt = time.perf_counter() - t0
     c1 = os.times()
     if r.returncode != 0:
@@ -179,12 +184,12 @@ def report(rows: list[dict], per: dict, n_cases: int) -> None:
     lines = [
         "# Landmarks benchmark: medcli landmarks (atlas) vs ANTsPy SyN + apply_transforms_to_points",
         "",
-        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} ({os.cpu_count()} CPUs, shared with other jobs), "
+        (f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} ({os.cpu_count()} CPUs, shared with other jobs), "
         f"ANTsPy {ants.__version__}. {len(rows)} of {n_cases} cases: the MNI T1 through known random smooth warps and affines "
         f"(rotations up to 15 deg, scalings up to 10 %), rendered as T1, T2-like and 4 mm slices, on {SPACING:g} mm grids; both tools "
         f"register with the template at {SPACING:g} mm. Truth: the template's 32 AFIDs through the known transform. Whole runs, one "
         "thread each; CPU s = user + sys of the process (the machine was shared, so wall times are inflated). "
-        f"`nice -n 10 python tests/benchmarks/bench_landmarks.py --spacing {SPACING:g} --cases {n_cases}`.",
+        f"`nice -n 10 python tests/benchmarks/bench_landmarks.py --spacing {SPACING:g} --cases {n_cases}`."),
         "",
         "| case | medcli mean mm | medcli max mm | ANTsPy mean mm | ANTsPy max mm | medcli CPU s | ANTsPy CPU s | CPU ratio | wall ratio |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -7,7 +7,6 @@ must move by exactly ``t`` (registration precision at 3 mm: well under a voxel).
 from __future__ import annotations
 
 import functools
-import json
 
 import numpy as np
 import pytest
@@ -36,14 +35,14 @@ def one_thread():
     state.threads = saved
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def template(spacing: float = 3.0) -> Image:
     from medcli import io
 
     return io.read("sample:t1").resample(spacing)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shifted_case():
     """The template translated by SHIFT (a template point x is at x + SHIFT in the subject), and its detection."""
     t = template()
@@ -142,3 +141,18 @@ def test_non_head_image_is_refused():
     box = ((abs(x - c[0]) < 20) & (abs(y - c[1]) < 25) & (abs(z - c[2]) < 22)).astype(np.float32) * 100
     with pytest.raises(ProcessingError, match="does not match the afids template"):
         detect_atlas(t.with_data(box), load_set("afids"), skull="off", template=t, options=FAST)
+
+
+@pytest.mark.slow
+def test_skull_on_head_is_brain_extracted_first():
+    """A synthetic T1 head with skull, scalp, face and neck around the MNI brain (no deformation: the truth is
+    the template's AFIDs). The skull is recognised and the brain extracted before registration (measured:
+    mean 0.60, max 1.02 mm; registering the whole head instead: mean 1.50, max 8.8 mm)."""
+    from medcli.train.heads import TRAINING, synth_head, with_config
+
+    cfg = with_config(TRAINING, rotation=0.0, scale=0.0, elastic=0.0, ghost=0.0)
+    h = synth_head(np.random.default_rng(3), "t1", spacing=3.0, cfg=cfg, skull=True, slice_mm=3.0)
+    s = load_set("afids")
+    det = detect_atlas(Image(h.image.astype(np.float32), h.affine), s, template=template())
+    err = np.linalg.norm(det.points.ras - s.points.ras, axis=1)
+    assert err.mean() < 1.0 and err.max() < 2.0, err

@@ -12,12 +12,11 @@ Two forms share the command name:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Optional
 
 import typer
 
-from medcli.cli.command import CommandSpec, Job, command
+from medcli.cli.command import Job, command
 from medcli.image import Image
 
 METHODS = ("atlas", "learned")
@@ -165,22 +164,4 @@ def _nanmedian(values) -> float:
     return float(np.median(v)) if v.size else float("nan")
 
 
-@dataclass
-class LandmarksSpec(CommandSpec):
-    """The image command, plus ``eval`` dispatched on the first argument (as ``harmonize fit``)."""
-
-    def click_command(self):
-        cmd = super().click_command()
-        make_context = cmd.make_context
-
-        def dispatch(info_name, args, parent=None, **extra):
-            if args and args[0] == "eval":
-                return eval_cli.click_command().make_context(f"{info_name} eval", list(args[1:]), parent=parent, **extra)
-            return make_context(info_name, args, parent=parent, **extra)
-
-        cmd.make_context = dispatch  # type: ignore[method-assign]
-        cmd.medcli_subcommands = {"eval": eval_cli}  # type: ignore[attr-defined]
-        return cmd
-
-
-cli = LandmarksSpec(**{k: getattr(cli, k) for k in CommandSpec.__dataclass_fields__})
+cli = cli.with_subcommands(eval=eval_cli)

@@ -10,7 +10,7 @@ _medcli() {
     local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
     COMPREPLY=()
     if ((COMP_CWORD == 1)); then
-        COMPREPLY=($(compgen -W "info convert segment biascorrect denoise harmonize superres models train --version --help -h" -- "$cur"))
+        COMPREPLY=($(compgen -W "info convert segment biascorrect denoise harmonize superres register landmarks recon models train detect report --version --help -h" -- "$cur"))
         return 0
     fi
     local path="${COMP_WORDS[1]}"
@@ -26,6 +26,39 @@ _medcli() {
                 COMPREPLY+=($(compgen -W "fit" -- "$cur")); return 0
             fi
             ;;
+        register)
+            if ((COMP_CWORD > 2)); then
+                case "${COMP_WORDS[2]}" in
+                    apply) path="$path ${COMP_WORDS[2]}" ;;
+                esac
+            fi
+            if ((COMP_CWORD == 2)) && [[ "$cur" != -* ]]; then
+                COMPREPLY=($(compgen -W "apply" -- "$cur")); _medcli_files "$cur"
+                COMPREPLY+=($(compgen -W "apply" -- "$cur")); return 0
+            fi
+            ;;
+        landmarks)
+            if ((COMP_CWORD > 2)); then
+                case "${COMP_WORDS[2]}" in
+                    eval) path="$path ${COMP_WORDS[2]}" ;;
+                esac
+            fi
+            if ((COMP_CWORD == 2)) && [[ "$cur" != -* ]]; then
+                COMPREPLY=($(compgen -W "eval" -- "$cur")); _medcli_files "$cur"
+                COMPREPLY+=($(compgen -W "eval" -- "$cur")); return 0
+            fi
+            ;;
+        recon)
+            if ((COMP_CWORD > 2)); then
+                case "${COMP_WORDS[2]}" in
+                    simulate) path="$path ${COMP_WORDS[2]}" ;;
+                esac
+            fi
+            if ((COMP_CWORD == 2)) && [[ "$cur" != -* ]]; then
+                COMPREPLY=($(compgen -W "simulate" -- "$cur")); _medcli_files "$cur"
+                COMPREPLY+=($(compgen -W "simulate" -- "$cur")); return 0
+            fi
+            ;;
         models)
             if ((COMP_CWORD > 2)); then
                 case "${COMP_WORDS[2]}" in
@@ -34,6 +67,28 @@ _medcli() {
             fi
             if ((COMP_CWORD == 2)); then
                 COMPREPLY=($(compgen -W "list info pull import verify path rm --help -h" -- "$cur")); return 0
+            fi
+            ;;
+        detect)
+            if ((COMP_CWORD > 2)); then
+                case "${COMP_WORDS[2]}" in
+                    eval) path="$path ${COMP_WORDS[2]}" ;;
+                esac
+            fi
+            if ((COMP_CWORD == 2)) && [[ "$cur" != -* ]]; then
+                COMPREPLY=($(compgen -W "eval" -- "$cur")); _medcli_files "$cur"
+                COMPREPLY+=($(compgen -W "eval" -- "$cur")); return 0
+            fi
+            ;;
+        report)
+            if ((COMP_CWORD > 2)); then
+                case "${COMP_WORDS[2]}" in
+                    cohort) path="$path ${COMP_WORDS[2]}" ;;
+                esac
+            fi
+            if ((COMP_CWORD == 2)) && [[ "$cur" != -* ]]; then
+                COMPREPLY=($(compgen -W "cohort" -- "$cur")); _medcli_files "$cur"
+                COMPREPLY+=($(compgen -W "cohort" -- "$cur")); return 0
             fi
             ;;
     esac
@@ -56,7 +111,7 @@ _medcli() {
                 --dtype|--reorient|--array-index|--chunk|--series|--threads) return 0 ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--dtype --reorient -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--dtype --reorient --strict -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
             else
                 _medcli_files "$cur"
             fi
@@ -138,6 +193,89 @@ _medcli() {
                 _medcli_files "$cur"
             fi
             ;;
+        "register")
+            case "$prev" in
+                --mask|--fixed-mask|--qc|--jacobian|--stats|-o|--output|--list) _medcli_files "$cur"; return 0 ;;
+                --type) COMPREPLY=($(compgen -W "rigid affine syn" -- "$cur")); return 0 ;;
+                --metric) COMPREPLY=($(compgen -W "auto ncc mi mse" -- "$cur")); return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                --fixed|--transform|--seed|--array-index|--chunk|--series|--threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--fixed --type --metric --transform --mask --fixed-mask --seed --qc --jacobian --stats -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
+        "register apply")
+            case "$prev" in
+                -t|--transform|-o|--output|--list) _medcli_files "$cur"; return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                -r|--reference|-n|--interpolation|--label-sigma|--fill|--array-index|--chunk|--series|--threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-t --transform -r --reference -n --interpolation --labels --label-sigma --invert --fill -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
+        "landmarks")
+            case "$prev" in
+                --mask|--qc|-o|--output|--list) _medcli_files "$cur"; return 0 ;;
+                -m|--method) COMPREPLY=($(compgen -W "atlas learned" -- "$cur")); return 0 ;;
+                --skull) COMPREPLY=($(compgen -W "auto on off" -- "$cur")); return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                --set|--spacing|--seed|--array-index|--chunk|--series|--threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-m --method --set --mask --skull --spacing --seed --qc -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
+        "landmarks eval")
+            case "$prev" in
+                -o|--output) _medcli_files "$cur"; return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                --threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--json -o --output -f --force -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
+        "recon")
+            case "$prev" in
+                --model|--mask|--maps|--complex|--sens|-o|--output|--list) _medcli_files "$cur"; return 0 ;;
+                -m|--method) COMPREPLY=($(compgen -W "auto zerofill sense cs learned ..." -- "$cur")); return 0 ;;
+                --reg) COMPREPLY=($(compgen -W "auto wavelet tv" -- "$cur")); return 0 ;;
+                --modality) COMPREPLY=($(compgen -W "auto mr ct" -- "$cur")); return 0 ;;
+                --filter) COMPREPLY=($(compgen -W "ram-lak shepp-logan cosine hann hamming" -- "$cur")); return 0 ;;
+                --units) COMPREPLY=($(compgen -W "hu mu" -- "$cur")); return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                --iterations|--lambda|--seed|--layout|--cutoff|--array-index|--chunk|--series|--threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-m --method --iterations --lambda --reg --seed --model --modality --layout --mask --maps --complex --sens --filter --cutoff --units -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
+        "recon simulate")
+            case "$prev" in
+                -o|--output|--list) _medcli_files "$cur"; return 0 ;;
+                --pattern) COMPREPLY=($(compgen -W "random equispaced poisson" -- "$cur")); return 0 ;;
+                --beam) COMPREPLY=($(compgen -W "parallel fan" -- "$cur")); return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                --coils|--accel|--center|--snr|--noise|--seed|--views|--photons|--detectors|--array-index|--chunk|--series|--threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--coils --accel --center --pattern --snr --noise --phase --seed --ct --views --beam --photons --detectors -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
         "models list")
             case "$prev" in
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
@@ -210,6 +348,56 @@ _medcli() {
             esac
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "--resume -f --force -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
+        "detect")
+            case "$prev" in
+                --mask|--mask-out|--heatmap|--qc|-o|--output|--list) _medcli_files "$cur"; return 0 ;;
+                --task|-t) COMPREPLY=($(compgen -W "brain-lesion ct-lesion blob" -- "$cur")); return 0 ;;
+                --method|-m) COMPREPLY=($(compgen -W "log learned" -- "$cur")); return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                --threshold|--max-findings|--min-diameter|--array-index|--chunk|--series|--threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--task -t --method -m --threshold --max-findings --min-diameter --mask --mask-out --heatmap --qc -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
+        "detect eval")
+            case "$prev" in
+                -o|--output|--excluded) _medcli_files "$cur"; return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                --threshold|--threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "-o --output --excluded --threshold -f --force -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
+        "report")
+            case "$prev" in
+                --with|-w|--output|-o|--dicom-sr) _medcli_files "$cur"; return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                --run|--series|--threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--with -w --output -o --run --dicom-sr --series --force -f -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+            else
+                _medcli_files "$cur"
+            fi
+            ;;
+        "report cohort")
+            case "$prev" in
+                --list|--output|-o|--csv) _medcli_files "$cur"; return 0 ;;
+                --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
+                --threshold|--threads) return 0 ;;
+            esac
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--list --output -o --csv --threshold --force -f -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
             else
                 _medcli_files "$cur"
             fi

@@ -121,8 +121,11 @@ def _context(cmd, name: str):
 
 def _sub_specs(spec) -> dict[str, object]:
     subs = {}
-    for sub in getattr(spec, "subcommands", None) or []:
-        subs[sub.name.split()[-1]] = sub
+    declared = getattr(spec, "subcommands", None) or []
+    if isinstance(declared, dict):  # CommandSpec.with_subcommands: word -> spec (or a function returning it)
+        subs.update({word: spec.subcommand(word) for word in declared})
+    else:  # a group's list of specs (models)
+        subs.update({sub.name.split()[-1]: sub for sub in declared})
     subs.update(getattr(spec, "medcli_subcommands", None) or {})
     return subs
 

@@ -256,7 +256,7 @@ def test_missing_decoder_names_syntax_and_package(tmp_path):
     import subprocess
     import sys
 
-    hide = "import sys; [sys.modules.__setitem__(m, None) for m in ('libjpeg', 'openjpeg', 'pylibjpeg', 'rle')]"
+    hide = "import sys; [sys.modules.__setitem__(m, None) for m in ('libjpeg', 'openjpeg', 'pylibjpeg', 'rle', 'jpeg_ls', 'gdcm')]"
     code = f"{hide}; sys.argv = ['medcli'] + sys.argv[1:]; from medcli.cli.app import main; main()"
     r = subprocess.run([sys.executable, "-c", code, "info", str(PYDICOM_FILES / "MR_small_jpeg_ls_lossless.dcm")], capture_output=True, text=True)
     assert r.returncode == 3

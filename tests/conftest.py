@@ -46,3 +46,14 @@ def t1():
     img = io.read(DATA / "mni152_t1_1mm.nii.gz")
     img.data  # noqa: B018
     return img
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: the suite shares its CPUs, and OpenMP threads that wait on each other are slower than one."""
+    from medcli.cli.runtime import state
+
+    saved = state.threads
+    state.threads = 1
+    yield
+    state.threads = saved

@@ -25,14 +25,7 @@ SHIFT = np.array([4.0, -3.0, 5.0])
 FAST = Options(affine_levels=((6.0, 60), (3.0, 40)), syn_levels=((6.0, 40), (3.0, 30)))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    from medcli.cli.runtime import state
-
-    saved = state.threads
-    state.threads = 1
-    yield
-    state.threads = saved
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.cache

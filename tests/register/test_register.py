@@ -22,15 +22,7 @@ from medcli.register.transforms import AffineTransform, DisplacementField, warp_
 FAST = Options(affine_levels=((4.0, 80),), syn_levels=((4.0, 50),))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: the suite shares its CPUs, and OpenMP threads that wait on each other are slower than one."""
-    from medcli.cli.runtime import state
-
-    saved = state.threads
-    state.threads = 1
-    yield
-    state.threads = saved
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.cache

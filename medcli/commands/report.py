@@ -98,6 +98,8 @@ def cli(
     tasks = _parse_run(run)
     img = io.read(image, series=series)
     io.check_3d(img, image)
+    if run and run.strip() == "all":
+        tasks = _fitting(tasks, img)
     sha = sha256_of(image)
     items = [recognise(p, img, sha) for p in with_ or []]
     for it in items:
@@ -143,6 +145,23 @@ def _parse_run(run: str | None) -> list[str]:
     if set(tasks) - {"brain"} and "brain" not in tasks:
         tasks.insert(0, "brain")  # the others work inside the brain mask found once; it is reported too
     tasks.sort(key=RUNNABLE.index)
+    return tasks
+
+
+def _fitting(tasks: list[str], image) -> list[str]:
+    """``--run all``: the analyses that fit what the image is (brain analyses need an MR head; CT gets lesion detection)."""
+    from medcli.cli.runtime import log
+    from medcli.segment.contrast import describe, recognise
+
+    rec = recognise(image)
+    dicom_ct = str((image.meta.get("dicom") or {}).get("modality", "")).upper() == "CT"
+    if rec["modality"] == "CT" or dicom_ct:
+        kept = [t for t in tasks if t == "detect"]
+        log.info(f"--run all: {describe(rec)}: CT, so lesion detection only ({', '.join(kept) or 'nothing'})")
+        return kept
+    if rec["skull"] is None:  # "other body part"
+        log.warning(f"--run all: {describe(rec)}: not a head, so no brain analysis")
+        return []
     return tasks
 
 
@@ -200,7 +219,7 @@ def _run_one(task, image, source, brain_img):
 
 
 def _detect_item(image, brain_img):
-    """``detect --task brain-lesion`` inside the brain mask found by the brain step, read back as detect writes it."""
+    """``detect`` (brain-lesion inside the brain mask found by the brain step; ct-lesion without one), read back as detect writes it."""
     import json
 
     import numpy as np
@@ -210,7 +229,8 @@ def _detect_item(image, brain_img):
     from medcli.report.inputs import findings_item
 
     mask = np.asarray(brain_img.data) > 0 if brain_img is not None else None
-    det = detect(image, task="brain-lesion", method="log", mask=mask)
+    task = "brain-lesion" if brain_img is not None else "ct-lesion"  # no brain step: --run all on a CT
+    det = detect(image, task=task, method="log", mask=mask)
     return findings_item(json.loads(format_findings(det.findings, "json")), "--run detect", image, None)
 
 

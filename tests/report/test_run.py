@@ -28,3 +28,13 @@ def test_run_all_on_t1(cli, tmp_path):
     # detect ran inside that mask: findings listed (maybe none on a template), and said in words.
     assert "findings" in doc and any("focal finding" in s["text"] for s in doc["narrative"])
     assert {m["model"] for m in doc["models"] if m.get("trained_on")} >= {"tissue"}
+
+
+def test_run_all_fits_the_modality():
+    """--run all: brain analyses for an MR head; lesion detection only for a CT (it would extract a 'brain' from it)."""
+    from medcli import io
+    from medcli.commands.report import _fitting, _parse_run
+
+    tasks = _parse_run("all")
+    assert _fitting(tasks, io.read("sample:t1")) == tasks
+    assert _fitting(tasks, io.read("sample:ct")) == ["detect"]

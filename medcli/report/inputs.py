@@ -204,4 +204,6 @@ def _stats_csv(text: str, path: str, image: Image) -> Item:
            "model_sha256": rows[0].get("model_sha256") or None}
     if icv:
         doc["intracranial_volume_ml"] = float(icv)
+    if rows[0].get("warnings"):  # segment's warnings (contrast, mask size, border) stay visible in the report
+        doc["warnings"] = rows[0]["warnings"].split("; ")
     return Item("seg_stats", path, doc)

@@ -110,15 +110,18 @@ def statistics(
 
 
 def stats_text(doc: dict[str, Any], dest: str) -> str:
-    """The statistics as JSON, or as CSV (one row per label; ICV and model as extra columns)."""
+    """The statistics as JSON, or as CSV (one row per label; ICV, model, recognised contrast and warnings as extra columns)."""
     if dest.lower().endswith(".csv"):
+        contrast = doc.get("contrast") or {}
+        extra = [contrast.get("label", "") if isinstance(contrast, dict) else str(contrast), "; ".join(doc.get("warnings") or [])]
         buf = _io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["source", "label", "name", "voxels", "volume_ml", "intracranial_volume_ml", "model", "model_sha256"])
+        w.writerow(["source", "label", "name", "voxels", "volume_ml", "intracranial_volume_ml", "model", "model_sha256",
+                    "contrast", "warnings"])
         for r in doc["labels"]:
             w.writerow(
                 [doc.get("source") or "", r["label"], r["name"], r["voxels"], r["volume_ml"],
-                 doc.get("intracranial_volume_ml", ""), doc.get("model") or "", doc.get("model_sha256") or ""]
+                 doc.get("intracranial_volume_ml", ""), doc.get("model") or "", doc.get("model_sha256") or "", *extra]
             )
         return buf.getvalue()
     if dest.lower().endswith(".json") or dest == "-":

@@ -30,6 +30,18 @@ def test_recognised_by_content(scan_inputs, t1):
                      "findings": "findings", "landmarks": "landmarks"}
 
 
+def test_segment_warnings_in_a_stats_csv_reach_the_report(scan_inputs, t1, tmp_path):
+    """segment --stats x.csv carries the brain step's warnings; the report keeps them visible."""
+    import json
+
+    from medcli.segment.outputs import stats_text
+
+    doc = json.loads(scan_inputs["stats"].read_text())
+    doc["warnings"] = ["mask volume 2.4 L is outside 0.8-2.2 L"]
+    (tmp_path / "s.csv").write_text(stats_text(doc, "s.csv"))
+    assert recognise(str(tmp_path / "s.csv"), t1).data["warnings"] == doc["warnings"]
+
+
 def test_files_of_another_image_refused(scan_inputs, t1, tmp_path):
     # A label map of a 2 mm image of the same head: another grid.
     lab = io.read(str(scan_inputs["labels"]))

@@ -60,6 +60,10 @@ def test_stats_volumes_are_counts_times_voxel_volume():
     assert [r["name"] for r in rows] == ["CSF", "GM", "WM"]
     assert float(rows[1]["volume_ml"]) == pytest.approx((labels == 2).sum() * vox_ml, abs=1e-4)
     assert json.loads(outputs.stats_text(doc, "s.json"))["labels"][2]["voxels"] == int((labels == 3).sum())
+    assert rows[0]["contrast"] == "" and rows[0]["warnings"] == ""
+    doc.update(contrast={"label": "MR T2-like", "confidence": 0.9}, warnings=["mask volume 2.4 L", "mask on the border"])
+    rows = list(csv.DictReader(io.StringIO(outputs.stats_text(doc, "s.csv"))))
+    assert {r["contrast"] for r in rows} == {"MR T2-like"} and rows[0]["warnings"] == "mask volume 2.4 L; mask on the border"
 
 
 def test_qc_png_has_views_overlay_and_legend(t1):

@@ -177,7 +177,7 @@ def cli(
 
     def step(image: Image, job: Job):
         from medcli.cli.command import sha256_of
-        from medcli.commands.harmonize import read_mask
+        from medcli.enhance.masks import read_mask
         from medcli.detect.api import detect
         from medcli.detect.findings import findings_format, format_findings
         from medcli.errors import InputError

@@ -24,20 +24,6 @@ METHODS = ("learned", "nyul", "histmatch", "zscore", "whitestripe")
 CONTRASTS = ("t1", "t2", "flair", "pd")
 
 
-def read_mask(path: str, image: Image):
-    """A mask file as a boolean array on ``image``'s grid (same grid required)."""
-    import numpy as np
-
-    from medcli import io
-    from medcli.errors import InputError
-
-    m = io.read(path)
-    if m.shape[:3] != image.shape[:3] or not np.allclose(m.affine, image.affine, atol=1e-3):
-        raise InputError(f"mask grid {m.shape[:3]} does not match the image grid {image.shape[:3]} (resample it first)", path)
-    data = np.asarray(m.data)
-    return (data if data.ndim == 3 else data[..., 0]) > 0
-
-
 @command(
     "harmonize fit",
     summary="Learn a Nyul standard histogram from a set of scans (write it as JSON).",
@@ -67,6 +53,7 @@ def fit_cli(
     from medcli.cli.command import expand
     from medcli.cli.runtime import log
     from medcli.enhance.harmonize import fit_nyul
+    from medcli.enhance.masks import read_mask
     from medcli.io.safe import atomic_output, check_writable
 
     if output != "-":
@@ -158,6 +145,8 @@ def cli(
     ref = io.check_finite(io.read(reference), reference) if reference else None
 
     def step(image: Image, job: Job) -> Image:
+        from medcli.enhance.masks import read_mask
+
         m = read_mask(job.path(mask), image) if mask else None
         return harmonize(image, method, mask=m, standard=std, reference=ref, contrast=contrast)
 

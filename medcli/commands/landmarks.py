@@ -123,7 +123,7 @@ def cli(
     device = torch_device()
 
     def step(image: Image, job: Job):
-        from medcli.commands.register import read_mask_for
+        from medcli.enhance.masks import read_mask
         from medcli.errors import ProcessingError
         from medcli.io.points import is_points_path, write_points
         from medcli.io.safe import check_writable
@@ -134,7 +134,7 @@ def cli(
             raise ProcessingError("landmarks are written to a point file (.fcsv, .mrk.json, .json, .csv)", out)
         if qc:
             check_writable(job.path(qc), job.force)
-        m = read_mask_for(job.path(mask), image, "--mask") if mask else None
+        m = read_mask(job.path(mask), image, "--mask") if mask else None
         det = detect_atlas(image, lset, mask=m, skull=skull, template=template, seed=seed, device=device, log=log.debug)
         for w in det.warnings:
             log.warning(f"{job.source}: {w}")

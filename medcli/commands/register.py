@@ -33,19 +33,6 @@ def transform_paths(prefix: str, kind: str) -> dict[str, str]:
     return out
 
 
-def read_mask_for(path: str, image: Image, what: str):
-    """A mask file as a boolean array; it must share ``image``'s grid."""
-    import numpy as np
-
-    from medcli import io
-    from medcli.errors import InputError
-
-    m = io.read(path)
-    if m.shape[:3] != image.shape[:3] or not np.allclose(m.affine, image.affine, atol=1e-3):
-        raise InputError(f"{what} grid {m.shape[:3]} does not match its image's grid {image.shape[:3]} (resample it first)", path)
-    data = np.asarray(m.data)
-    return (data if data.ndim == 3 else data[..., 0]) > 0
-
 
 @command(
     "register",
@@ -100,6 +87,7 @@ def cli(
     from medcli import io
     from medcli.cli.command import sha256_of
     from medcli.cli.runtime import log, torch_device
+    from medcli.enhance.masks import read_mask
     from medcli.errors import UsageError
 
     if not fixed:
@@ -116,7 +104,7 @@ def cli(
         raise UsageError(f"--jacobian {jacobian!r}: unknown image extension (use .nii.gz)")
     fixed_img = io.check_finite(io.read(fixed), fixed)
     io.check_3d(fixed_img, fixed, allow_4d=False)
-    fmask = read_mask_for(fixed_mask, fixed_img, "--fixed-mask") if fixed_mask else None
+    fmask = read_mask(fixed_mask, fixed_img, "--fixed-mask") if fixed_mask else None
     device = torch_device()
 
     def step(image: Image, job: Job) -> Image:
@@ -130,7 +118,7 @@ def cli(
         for dest in list(paths.values()) + [job.path(p) for p in (qc, jacobian, stats) if p]:
             if dest != "-":
                 check_writable(dest, job.force)
-        mmask = read_mask_for(job.path(mask), image, "--mask") if mask else None
+        mmask = read_mask(job.path(mask), image, "--mask") if mask else None
         res = register(
             image, fixed_img, kind=kind, metric=metric, moving_mask=mmask, fixed_mask=fmask, seed=seed,
             device=device, want_jacobian=bool(jacobian), log=log.debug,

@@ -62,7 +62,7 @@ def cli(
     def step(image: Image, job: Job) -> Image:
         m = None
         if mask:
-            from medcli.commands.harmonize import read_mask
+            from medcli.enhance.masks import read_mask
 
             m = read_mask(job.path(mask), image)
         return superres(image, method, spacing or None, profile=profile, steps=steps, mask=m, seed=seed)

@@ -44,8 +44,10 @@ def foreground_mask(data: np.ndarray, smooth: float = 1.0) -> np.ndarray:
     return ndimage.binary_fill_holes(filled)
 
 
-def read_mask(path: str, image: Image) -> np.ndarray:
+def read_mask(path: str, image: Image, what: str = "mask") -> np.ndarray:
     """A mask file as a boolean array on ``image``'s grid (the same grid is required).
+
+    ``what`` names the mask in the error (``--fixed-mask``: a command with two masks).
 
     Raises:
         InputError: unreadable file, or a grid (shape or affine to 1e-3 mm)
@@ -57,7 +59,7 @@ def read_mask(path: str, image: Image) -> np.ndarray:
     m = io.read(path)
     if tuple(m.shape[:3]) != tuple(image.shape[:3]) or not np.allclose(m.affine, image.affine, atol=1e-3):
         raise InputError(
-            f"mask grid {tuple(m.shape[:3])} does not match the image grid {tuple(image.shape[:3])} (resample it first)",
+            f"{what} grid {tuple(m.shape[:3])} does not match the image grid {tuple(image.shape[:3])} (resample it first)",
             path,
         )
     data = np.asarray(m.data)

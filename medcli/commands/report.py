@@ -99,14 +99,15 @@ def cli(
     tasks = _parse_run(run)
     img = io.read(image, series=series)
     io.check_3d(img, image)
+    contrast = None
     if run and run.strip() == "all":
-        tasks = _fitting(tasks, img)
+        tasks, contrast = _fitting(tasks, img)
     sha = sha256_of(image)
     items = [recognise(p, img, sha) for p in with_ or []]
     for it in items:
         log.info(f"{it.path}: {it.kind}")
     if tasks:
-        items += run_analyses(img, image, tasks)
+        items += run_analyses(img, image, tasks, contrast=contrast)
     if not items and not tasks:
         log.warning("no --with file and no --run: the report holds the scan's identity only")
     texts = scan_report(img, image, items, fmts, sha256=sha)
@@ -149,8 +150,9 @@ def _parse_run(run: str | None) -> list[str]:
     return tasks
 
 
-def _fitting(tasks: list[str], image) -> list[str]:
-    """``--run all``: the analyses that fit what the image is (brain analyses need an MR head; CT gets lesion detection)."""
+def _fitting(tasks: list[str], image) -> tuple[list[str], dict]:
+    """``--run all``: the analyses that fit what the image is (brain analyses need an MR head; CT gets lesion
+    detection), and the recognised contrast (the brain step reuses it)."""
     from medcli.cli.runtime import log
     from medcli.segment.contrast import describe, recognise
 
@@ -159,11 +161,11 @@ def _fitting(tasks: list[str], image) -> list[str]:
     if rec["modality"] == "CT" or dicom_ct:
         kept = [t for t in tasks if t == "detect"]
         log.info(f"--run all: {describe(rec)}: CT, so lesion detection only ({', '.join(kept) or 'nothing'})")
-        return kept
+        return kept, rec
     if rec["skull"] is None:  # "other body part"
         log.warning(f"--run all: {describe(rec)}: not a head, so no brain analysis")
-        return []
-    return tasks
+        return [], rec
+    return tasks, rec
 
 
 def _available() -> list[str]:
@@ -174,8 +176,11 @@ def _available() -> list[str]:
     return [t for t in RUNNABLE if t not in pkg or importlib.util.find_spec(pkg[t]) is not None]
 
 
-def run_analyses(image, source: str, tasks: list[str]):
-    """Run the analyses in this process: brain extraction once, its mask reused by the others."""
+def run_analyses(image, source: str, tasks: list[str], contrast: dict | None = None):
+    """Run the analyses in this process: brain extraction once, its mask reused by the others.
+
+    ``contrast``: the image already recognised (``--run all``), not recognised again by the brain step.
+    """
     import time
 
     import numpy as np
@@ -187,14 +192,14 @@ def run_analyses(image, source: str, tasks: list[str]):
     brain_img = None
     for task in tasks:
         t0 = time.perf_counter()
-        items += _run_one(task, image, source, brain_img)
+        items += _run_one(task, image, source, brain_img, contrast)
         if task == "brain":
             brain_img = Image(np.asarray(items[-2].data.data).astype(np.uint8), image.affine)
         log.info(f"--run {task}: {time.perf_counter() - t0:.1f} s")
     return items
 
 
-def _run_one(task, image, source, brain_img):
+def _run_one(task, image, source, brain_img, contrast=None):
     """The items one analysis adds (a label map and its statistics, findings, or landmarks)."""
     import numpy as np
 
@@ -208,7 +213,7 @@ def _run_one(task, image, source, brain_img):
     if task == "landmarks":
         return [_landmarks_item(image, brain_img)]
     items = []
-    labels, _, brain, model_name, sha, checks = run_task(task, image, mask=brain_img)
+    labels, _, brain, model_name, sha, checks = run_task(task, image, mask=brain_img, contrast=contrast)
     lab = Image(np.asarray(labels.data).astype(np.int32), image.affine)
     items.append(Item("labels", f"--run {task}", lab))
     doc = statistics(lab, LABELS[task], brain=brain, model=model_name, sha256=sha, source=source)

@@ -166,10 +166,11 @@ def cli(
     return step
 
 
-def run_task(task: str, image: Image, *, model=None, method=None, mask=None, postprocess=True, masked_out=False):
+def run_task(task: str, image: Image, *, model=None, method=None, mask=None, postprocess=True, masked_out=False, contrast=None):
     """Run one task: (labels, probabilities or None, brain mask or None, model name, model sha256, checks).
 
-    ``checks`` holds, for the brain task, the recognised contrast and the warnings (for ``--stats``).
+    ``checks`` holds, for the brain task, the recognised contrast and the warnings (for ``--stats``);
+    ``contrast``, when the caller already recognised the image, is not recognised again.
     """
     import numpy as np
 
@@ -182,7 +183,7 @@ def run_task(task: str, image: Image, *, model=None, method=None, mask=None, pos
     if task == "brain":
         from medcli.segment import brain as B
 
-        r = B.extract_brain_checked(image, model=model or B.DEFAULT_MODEL, postprocess=postprocess)
+        r = B.extract_brain_checked(image, model=model or B.DEFAULT_MODEL, postprocess=postprocess, contrast=contrast)
         checks = {"contrast": r.contrast, "warnings": r.warnings}
         return r.mask, r.probability, np.asarray(r.mask.data) > 0, r.model, _brain_sha(B, B.WEIGHTS.get(r.model, r.model)), checks
     from medcli.segment import tissue as T

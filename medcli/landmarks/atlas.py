@@ -98,6 +98,7 @@ def brain_mask_for(image: Image, skull: str, device: Any = None, log: Callable[[
     warnings: list[str] = []
     if skull == "off":
         return None, warnings
+    seen = None
     if skull == "auto":
         from medcli.segment.contrast import describe, recognise
 
@@ -115,7 +116,7 @@ def brain_mask_for(image: Image, skull: str, device: Any = None, log: Callable[[
             return None, warnings
     from medcli.segment.brain import extract_brain_checked
 
-    res = extract_brain_checked(image, device=device)
+    res = extract_brain_checked(image, device=device, contrast=seen)
     return np.asarray(res.mask.data) > 0, warnings + res.warnings
 
 

@@ -147,8 +147,13 @@ def check_mask(mask: np.ndarray, affine: np.ndarray) -> tuple[float, list[str]]:
     return ml, warnings
 
 
-def extract_brain_checked(image: Image, model: str = DEFAULT_MODEL, recognise: bool = True, **kwargs) -> BrainResult:
+def extract_brain_checked(
+    image: Image, model: str = DEFAULT_MODEL, recognise: bool = True, contrast: dict | None = None, **kwargs
+) -> BrainResult:
     """:func:`extract_brain` with the contrast recognised, the model chosen (``auto``) and the result checked.
+
+    ``contrast`` is what :func:`medcli.segment.contrast.recognise` already said of ``image``
+    (a caller that recognised it first): it is not recognised again.
 
     Warnings (also logged on stderr) name a contrast outside the model's training domain, an
     implausible volume or a mask on the border; they are returned for ``--stats``.
@@ -156,8 +161,7 @@ def extract_brain_checked(image: Image, model: str = DEFAULT_MODEL, recognise: b
     from medcli.cli.runtime import log
 
     model = ALIASES.get(model, model)
-    contrast = None
-    if recognise or model == "auto":
+    if contrast is None and (recognise or model == "auto"):
         try:
             from medcli.segment.contrast import recognise as _recognise
 

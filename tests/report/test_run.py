@@ -36,5 +36,6 @@ def test_run_all_fits_the_modality():
     from medcli.commands.report import _fitting, _parse_run
 
     tasks = _parse_run("all")
-    assert _fitting(tasks, io.read("sample:t1")) == tasks
-    assert _fitting(tasks, io.read("sample:ct")) == ["detect"]
+    assert _fitting(tasks, io.read("sample:t1"))[0] == tasks
+    fit, rec = _fitting(tasks, io.read("sample:ct"))
+    assert fit == ["detect"] and rec["modality"] == "CT"

@@ -126,13 +126,14 @@ def _dicom_sr(doc, img, source: str):
 
     if not (img.meta or {}).get("dicom"):
         raise InputError("--dicom-sr needs a DICOM series as IMAGE (its files are the report's evidence)", source)
-    from medcli.report.dicom_sr import measurement_report, source_datasets
+    from medcli.io.dicom_derived import source_datasets
+    from medcli.report.dicom_sr import measurement_report
 
     try:
         import highdicom  # noqa: F401
     except ImportError as e:  # pragma: no cover - highdicom is in the test extra
         raise UsageError(f"--dicom-sr needs highdicom: pip install highdicom ({e})") from e
-    return measurement_report(doc, source_datasets(source, img.meta["dicom"].get("series_uid")))
+    return measurement_report(doc, source_datasets(source, img.meta["dicom"].get("series_uid"), "--dicom-sr"))
 
 
 def _parse_run(run: str | None) -> list[str]:

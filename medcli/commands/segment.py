@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from medcli.cli.command import Job, command
-from medcli.errors import UsageError
+from medcli.errors import InputError, UsageError
 from medcli.image import Image
 
 TASKS = ("brain", "tissue", "ct-body", "ct-lungs", "ct-bone", "ct-fat")
@@ -35,7 +35,9 @@ LABEL_HELP = (
         "or found by brain extraction. CT tasks threshold Hounsfield units and clean up by morphology.\n\n"
         "Side outputs take the same {stem} templates as -o: --labels-out (label table: .txt ITK-SNAP, .ctbl "
         "3D Slicer, .json), --probabilities (4D float32, channel k = label k+1), --stats (.json/.csv volumes in mL, "
-        "intracranial volume, model and sha256), --qc (PNG mosaic with legend), --masked (skull-stripped image)."
+        "intracranial volume, model and sha256), --qc (PNG mosaic with legend), --masked (skull-stripped image), "
+        "--dicom-seg (a DICOM SEG of a DICOM series input: one segment per label, each frame referencing its source "
+        "image, in the series' frame of reference; needs highdicom)."
     ),
     examples=[
         ("Brain mask of the bundled T1", "medcli segment sample:t1 -o mask.nii.gz"),
@@ -87,6 +89,10 @@ def cli(
     masked: Annotated[
         Optional[str], typer.Option("--masked", metavar="FILE", help="Also write the input with everything outside the brain set to 0.", show_default=False)
     ] = None,
+    dicom_seg: Annotated[
+        Optional[str],
+        typer.Option("--dicom-seg", metavar="FILE", help="Also write a DICOM SEG referencing the input DICOM series.", show_default=False),
+    ] = None,
     postprocess: Annotated[
         bool,
         typer.Option(
@@ -123,14 +129,22 @@ def cli(
     if qc and not qc.lower().endswith(".png"):
         raise UsageError(f"--qc {qc!r}: the QC picture is a .png file")
 
+    if dicom_seg:
+        try:
+            import highdicom  # noqa: F401
+        except ImportError as e:
+            raise UsageError(f"--dicom-seg needs highdicom: pip install highdicom ({e})") from e
+
     from medcli import io
 
     mask_image = io.read(mask) if mask else None
 
     def step(image: Image, job: Job) -> Image:
-        to_stdout = [n for n, v in (("--stats", stats), ("--labels-out", labels_out)) if v == "-"]
+        to_stdout = [n for n, v in (("--stats", stats), ("--labels-out", labels_out), ("--dicom-seg", dicom_seg)) if v == "-"]
         if to_stdout and job.output == "-":
             raise UsageError(f"-o - sends the image to stdout: write {to_stdout[0]} to a file")
+        if dicom_seg and not image.meta.get("dicom"):
+            raise InputError("--dicom-seg needs a DICOM series as input (the SEG references its files)", job.source)
         result, probs, brain, model_name, sha, checks = run_task(task, image, model=model, method=method, mask=mask_image,
                                                          postprocess=postprocess, masked_out=bool(masked))
         data = np.asarray(result.data)
@@ -140,6 +154,11 @@ def cli(
             data = keep_labels(data, keep)
         out = Image(data.astype(np.uint8), image.affine, {k: v for k, v in image.meta.items() if k != "intent"})
         job.provenance.update({"Task": task, "Model": model_name, "ModelSha256": sha})
+        if dicom_seg:  # built before any side output is written: a series it cannot describe leaves nothing
+            from medcli.io.dicom_seg import seg_bytes
+
+            seg = seg_bytes(out, table, job.source, image.meta["dicom"].get("series_uid"), algorithm=model_name or task,
+                            learned=not ct and (method or "learned") == "learned")
         if masked and brain is not None:
             src = np.asarray(image.data)
             m = brain if src.ndim == 3 else brain[..., None]
@@ -156,6 +175,8 @@ def cli(
             doc = statistics(out, table, brain=brain if not ct else None, model=model_name, sha256=sha, source=job.source)
             doc.update(checks)  # brain: the recognised contrast and the warnings also given on stderr
             job.write_text(stats_text(doc, job.path(stats) or stats), stats)
+        if dicom_seg:
+            job.write_text(seg, dicom_seg)
         if qc:
             from medcli.segment.outputs import qc_png
 

@@ -11,43 +11,14 @@ copied from it by highdicom).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from medcli import __version__
-from medcli.errors import InputError
 
 #: Codes of this producer for label names, which have no standard code here.
 LOCAL_SCHEME = "99MEDCLI"
-#: Patient/study attributes (type 2) the SR copies from its evidence.
-TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
-         "AccessionNumber", "ReferringPhysicianName")
-
-
-def source_datasets(source: str, series_uid: str | None) -> list:
-    """The headers of the series' files (a DICOM folder or one file), pixel data not read."""
-    import pydicom
-
-    p = Path(source)
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
-    out = []
-    for f in files:
-        try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-        except Exception:  # noqa: BLE001 - a non-DICOM file in the folder (README, DICOMDIR ...)
-            continue
-        if getattr(ds, "SeriesInstanceUID", None) and (series_uid is None or ds.SeriesInstanceUID == series_uid):
-            for kw in TYPE2:  # type-2 attributes a writer may have left out: present and empty is valid
-                if kw not in ds:
-                    setattr(ds, kw, "")
-            out.append(ds)
-    if not out:
-        raise InputError("--dicom-sr needs a DICOM series as IMAGE (its files are the report's evidence)", source)
-    if not getattr(out[0], "FrameOfReferenceUID", None):
-        raise InputError("--dicom-sr: the series has no FrameOfReferenceUID (3D coordinates need one)", source)
-    return out
 
 
 def measurement_report(doc: dict[str, Any], evidence: Sequence[Any]):

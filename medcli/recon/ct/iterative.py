@@ -93,13 +93,18 @@ def sirt(b: "torch.Tensor", proj: "Projector", iterations: int = 100, reg: str =
 
 
 def sart(b: "torch.Tensor", proj: "Projector", iterations: int = 5, reg: str = "nonneg", lam: float = 0.0,
-         x0: "torch.Tensor | None" = None, subsets: int | None = None, relax: float = 0.6) -> "torch.Tensor":
+         x0: "torch.Tensor | None" = None, subsets: int | None = None, relax: float = 0.6, decay: float = 0.0) -> "torch.Tensor":
     """SART: one view at a time by default (``subsets=1`` is SIRT); one iteration visits every view once.
 
     The 2x2 sub-pixel footprint smooths each update, so the relaxation is 0.6 (scikit-image's
     ``iradon_sart`` uses 0.15 with its ray-driven projector): at 2 iterations this converges further
-    than ``iradon_sart`` on real CT and on the Shepp-Logan phantom (benchmark); with noisy data,
-    fewer iterations or ``reg="tv"``.
+    than ``iradon_sart`` on real CT and on the Shepp-Logan phantom (benchmark).
+
+    Args:
+        decay: Relaxation ``relax / (1 + decay * k)`` in iteration ``k`` (0, 1, ...): with noisy data the
+            per-view updates then stop chasing the last views' noise. (Weighting each ray by its counts,
+            the inverse variance of post-log data, changed PSNR by less than 0.05 dB on the benchmark's
+            low-dose cases, ordered subsets of 4 views lost up to 4.8 dB on the 60-view ones: neither is used.)
     """
     import torch
 
@@ -113,10 +118,11 @@ def sart(b: "torch.Tensor", proj: "Projector", iterations: int = 5, reg: str = "
         col = p.col_sums()
         norms.append((torch.where(row > 1e-6, 1 / row.clamp_min(1e-6), torch.zeros_like(row)), 1 / col.clamp_min(1e-6)))
     x = x0.clone() if x0 is not None else torch.zeros(b.shape[0], *g.image_size, device=b.device)
-    for _ in range(iterations):
+    for k in range(iterations):
+        rk = relax / (1.0 + decay * k)
         for (p, idx), (r, c) in zip(parts, norms):
             res = (b.index_select(1, idx) - p.forward(x)) * r
-            x = x + relax * c * p.backward(res)
+            x = x + rk * c * p.backward(res)
         x = step(x)
     return x
 

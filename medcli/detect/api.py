@@ -8,11 +8,17 @@ Tasks set the search region and the intensity preparation:
   (:func:`medcli.segment.ct.body_mask`) where soft tissue is (bone and air are
   left out, so that their edges do not read as blobs).
 * ``blob``: any image, searched everywhere (or in ``--mask``).
+
+Methods: ``log`` (classical multi-scale Laplacian of Gaussian, :mod:`medcli.detect.log`)
+and ``learned`` (the dense CenterNet-style network of the task, :mod:`medcli.detect.learned`,
+models in :data:`MODELS`). The default per task is the one that measured better
+on the held-out benchmark (:data:`DEFAULT_METHOD`, tests/benchmarks/results/detect.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -27,6 +33,12 @@ METHODS = ("log", "learned")
 #: (tests/benchmarks/bench_detect.py, seeds 1000+, default generator settings: 0.453 brain, 0.537 CT;
 #: blob takes the brain's).
 DEFAULT_THRESHOLD = {"brain-lesion": 0.45, "ct-lesion": 0.54, "blob": 0.45}
+#: The learned models per task (blob: none, it has no trained notion of a lesion).
+MODELS = {"brain-lesion": "detect-brain", "ct-lesion": "detect-ct"}
+#: Default thresholds of the learned models: about one false positive per scan on the validation cases.
+LEARNED_THRESHOLD = {"brain-lesion": 0.3, "ct-lesion": 0.3}
+#: Default method per task: the one with the higher CPM on the held-out benchmark.
+DEFAULT_METHOD = {"brain-lesion": "log", "ct-lesion": "log", "blob": "log"}
 #: CT soft-tissue window (HU) the detector sees.
 CT_WINDOW = (-100.0, 150.0)
 
@@ -79,31 +91,43 @@ def task_mask(image: Image, task: str) -> np.ndarray:
     return np.ones(data.shape, bool)
 
 
-def detect(image: Image, task: str = "brain-lesion", method: str = "log", mask: np.ndarray | None = None,
+@lru_cache(maxsize=4)
+def learned_detector(model: str):
+    """The task's network, loaded once per process."""
+    from medcli.detect.learned import LearnedDetector
+
+    return LearnedDetector(model)
+
+
+def detect(image: Image, task: str = "brain-lesion", method: str | None = None, mask: np.ndarray | None = None,
            threshold: float | None = None, max_findings: int | None = 50, min_diameter: float = 2.0,
-           max_diameter: float = 40.0, heatmap: bool = False, settings: LogSettings | None = None) -> Detection:
+           max_diameter: float = 40.0, heatmap: bool = False, settings: LogSettings | None = None,
+           model: str | None = None, mirror: bool | None = None) -> Detection:
     """Detect focal lesions in a 3D image.
 
     Args:
         image: 3D image (4D: the first volume).
         task: ``brain-lesion``, ``ct-lesion`` or ``blob``.
-        method: ``log`` (only method with a model until a detection model is trained).
+        method: ``log`` or ``learned`` (default: :data:`DEFAULT_METHOD` of the task).
         mask: Search region (boolean, image grid); default: the task's (:func:`task_mask`).
         threshold: Minimum score (default: :data:`DEFAULT_THRESHOLD`).
         max_findings: Keep at most this many (highest scores first).
         min_diameter, max_diameter: Diameter range searched (mm).
         heatmap: Also make the score map.
+        model: Hub name or folder of the learned model (default: :data:`MODELS` of the task).
+        mirror: Test-time left-right mirroring of the learned model (default: its spec's choice).
 
     Raises:
         InputError: an empty mask, a non-3D image.
-        ProcessingError: ``learned`` before a detection model exists.
+        ProcessingError: ``learned`` for a task without a model.
     """
     from medcli.errors import ProcessingError, UsageError
 
     if task not in TASKS:
         raise UsageError(f"--task must be one of {', '.join(TASKS)}")
-    if method == "learned":
-        raise ProcessingError("no trained detection model yet: use --method log")
+    method = method or DEFAULT_METHOD[task]
+    if method == "learned" and model is None and task not in MODELS:
+        raise ProcessingError(f"no learned model for --task {task}: use --method log (or --task brain-lesion|ct-lesion)")
     if method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}")
     if min_diameter <= 0 or max_diameter <= min_diameter:
@@ -121,6 +145,9 @@ def detect(image: Image, task: str = "brain-lesion", method: str = "log", mask: 
     if not mask.any():
         raise InputError("the search mask is empty", image.meta.get("source"))
     work = data.astype(np.float32)
+    if method == "learned":
+        return _detect_learned(image, work, mask, task, model or MODELS[task], threshold, max_findings, min_diameter,
+                               max_diameter, heatmap, mirror)
     if task == "ct-lesion":
         work = np.clip(work, *CT_WINDOW)
     s = replace(settings or LogSettings(), min_diameter=min_diameter, max_diameter=max_diameter)
@@ -131,6 +158,57 @@ def detect(image: Image, task: str = "brain-lesion", method: str = "log", mask: 
                         "affine": [[round(float(v), 6) for v in row] for row in image.affine]})
     heat_img = Image(heat, image.affine) if heat is not None else None
     return Detection(f, Image(labels, image.affine), heat_img, mask)
+
+
+def _detect_learned(image: Image, work: np.ndarray, mask: np.ndarray, task: str, model: str, threshold: float | None,
+                    max_findings: int | None, min_diameter: float, max_diameter: float, heatmap: bool,
+                    mirror: bool | None) -> Detection:
+    from scipy import ndimage
+
+    net = learned_detector(str(model))
+    thr = LEARNED_THRESHOLD.get(task, 0.3) if threshold is None else float(threshold)
+    found, heat, aff = net(work, image.affine, mask, task == "ct-lesion", CT_WINDOW, thr, max_findings, min_diameter,
+                           max_diameter, mirror)
+    for f in found:
+        f.voxel_ijk = image.world_to_voxel(f.center_ras)[0]
+    labels = outline_labels(found, image, mask)
+    heat_img = None
+    if heatmap:
+        # Back to the input grid: input voxel -> world -> model-grid voxel.
+        m = np.linalg.inv(aff) @ image.affine
+        idx = np.indices(work.shape, dtype=np.float32).reshape(3, -1)
+        coords = (m[:3, :3] @ idx + m[:3, 3:4]).reshape((3,) + work.shape)
+        heat_img = Image(ndimage.map_coordinates(heat, coords, order=1, mode="nearest").astype(np.float32) * mask, image.affine)
+    f = Findings(found, task=task, method="learned", threshold=thr, model={"name": net.name, "sha256": net.sha256},
+                 image={"name": str(image.meta.get("source", "")), "shape": list(work.shape),
+                        "affine": [[round(float(v), 6) for v in row] for row in image.affine]})
+    return Detection(f, labels, heat_img, mask)
+
+
+def outline_labels(found: list[Finding], image: Image, mask: np.ndarray) -> Image:
+    """Label map (finding i = label i + 1): the ellipsoid inscribed in each finding's box, within the mask."""
+    shape = mask.shape
+    labels = np.zeros(shape, np.uint16)
+    inv = np.linalg.inv(image.affine)
+    for i, f in enumerate(found):
+        corners = np.array([[f.box_ras[a], f.box_ras[1 + b], f.box_ras[2 + c]] for a in (0, 3) for b in (0, 3) for c in (0, 3)])
+        vox = corners @ inv[:3, :3].T + inv[:3, 3]
+        lo = np.maximum(np.floor(vox.min(0)).astype(int), 0)
+        hi = np.minimum(np.ceil(vox.max(0)).astype(int) + 1, shape)
+        if np.any(hi <= lo):
+            continue
+        grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
+        world = grid @ image.affine[:3, :3].T + image.affine[:3, 3]
+        half = np.maximum((f.box_ras[3:] - f.box_ras[:3]) / 2, 1e-3)
+        inside = (((world - f.center_ras) / half) ** 2).sum(-1) <= 1.0
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        sel = inside & mask[box] & (labels[box] == 0)
+        if not sel.any():  # smaller than a voxel: its nearest voxel
+            p = tuple(int(np.clip(round(v), 0, n - 1)) for v, n in zip(f.voxel_ijk, shape))
+            labels[p] = labels[p] or i + 1
+            continue
+        labels[box][sel] = i + 1
+    return Image(labels, image.affine)
 
 
 def truth_from_labels(labels: Image, min_voxels: int = 1) -> list[Finding]:

@@ -12,8 +12,17 @@ brain), and lesions are inserted whose
 * intensity is drawn independently of the tissue around them (hypo- or
   hyperintense, at least ``min_contrast`` away from the local tissue).
 
-Mimics are added too: thin tortuous vessels (tubes) with lesion-like contrast;
-sulci and ventricles are in the anatomy already. Each case comes with its truth:
+Mimics are added too: thin tortuous vessels (tubes) with lesion-like contrast
+and, in the training setting, dark vessels and thin CSF-like sheets (sulcus-like
+pockets); sulci and ventricles are in the anatomy already.
+
+The MNI brain is split front to back at :data:`SPLIT_Y` (world y, mm): the
+learned detector is trained on crops entirely behind it (``box``), the benchmark
+puts its lesions and searches entirely in front of it (``y_range``), so that no
+test lesion lies in anatomy a model was trained on.
+
+Contrast ``random`` renders the tissue maps with random tissue means, texture and
+drift (the domain-randomised renderer of :func:`medcli.train.synth.render_slab`). Each case comes with its truth:
 findings (centroid, box, equivalent diameter, volume) and a lesion label map.
 
 Example:
@@ -34,6 +43,8 @@ from medcli.detect.findings import Finding
 from medcli.image import Image
 
 CONTRASTS = ("t1", "t2", "flair", "ct")
+#: World y (mm) splitting the MNI brain: training crops lie behind it, benchmark lesions in front of it.
+SPLIT_Y = 0.0
 #: Mean intensity of CSF, GM, WM per MR contrast (WM of T1 near 0.85 as after percentile scaling).
 TISSUE_MEANS = {"t1": (0.25, 0.6, 0.85), "t2": (1.0, 0.55, 0.4), "flair": (0.12, 0.65, 0.5)}
 #: Head CT in HU: CSF, GM, WM; skull, scalp, air.
@@ -59,6 +70,9 @@ class LesionConfig:
         noise: Noise std range (fraction of the brightest tissue; CT: x 100 HU).
         bias: Std of the log bias field (MR).
         jitter: Std of the tissue means' jitter.
+        vessel_radius: Range of the vessels' radius (mm).
+        dark_vessel_prob: Probability that a vessel is dark (a flow void, a dark sulcus).
+        pockets: Inclusive range of thin CSF-like sheets (sulcus-like mimics, 1-3 mm thick, 8-30 mm wide).
     """
 
     n_lesions: tuple[int, int] = (0, 8)
@@ -74,11 +88,19 @@ class LesionConfig:
     noise: tuple[float, float] = (0.01, 0.04)
     bias: float = 0.1
     jitter: float = 0.05
+    vessel_radius: tuple[float, float] = (0.5, 1.3)
+    dark_vessel_prob: float = 0.0
+    pockets: tuple[int, int] = (0, 0)
 
 
 #: A second setting, for held-out benchmark cases: other shapes' mix, more noise, fewer hyperintense.
 HELD_OUT = LesionConfig(tail=1.3, rim_prob=0.3, core_prob=0.3, oedema_prob=0.35, hyper_prob=0.4, vessels=(1, 8),
                         noise=(0.015, 0.05), bias=0.15, jitter=0.07)
+#: The learned detector's training setting (neither the validation defaults nor HELD_OUT): lower
+#: contrast floor, wider noise and bias, more and darker mimics, CSF-like sheets.
+TRAINING = LesionConfig(n_lesions=(0, 5), tail=1.45, rim_prob=0.25, core_prob=0.25, oedema_prob=0.3, min_contrast=0.18,
+                        hyper_prob=0.5, vessels=(0, 5), noise=(0.0, 0.06), bias=0.2, jitter=0.09, vessel_radius=(0.4, 1.8),
+                        dark_vessel_prob=0.35, pockets=(0, 3))
 
 
 @dataclass
@@ -159,8 +181,8 @@ def _shape_field(rng: np.random.Generator, kind: str, radius: float, rel: np.nda
     return (rho - 1.0) * radius
 
 
-def _tube(rng: np.random.Generator, world: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Occupancy of a tortuous vessel (quadratic Bezier) of radius 0.5-1.3 mm."""
+def _tube(rng: np.random.Generator, world: np.ndarray, start: np.ndarray, radius: tuple[float, float] = (0.5, 1.3)) -> np.ndarray:
+    """Occupancy of a tortuous vessel (quadratic Bezier) of radius in ``radius`` (mm)."""
     length = rng.uniform(20, 60)
     d1, d2 = rng.normal(size=3), rng.normal(size=3)
     p0, p2 = start, start + d1 / np.linalg.norm(d1) * length
@@ -170,7 +192,7 @@ def _tube(rng: np.random.Generator, world: np.ndarray, start: np.ndarray) -> np.
     from scipy.spatial import cKDTree
 
     dist, _ = cKDTree(curve).query(world.reshape(-1, 3))
-    r = rng.uniform(0.5, 1.3)
+    r = rng.uniform(*radius)
     return np.clip(r + 0.5 - dist.reshape(world.shape[:-1]), 0, 1).astype(np.float32)
 
 
@@ -181,21 +203,38 @@ def _bias(rng: np.random.Generator, shape: tuple[int, ...], std: float) -> np.nd
     return np.exp(ndimage.zoom(coarse, np.array(shape) / 4.0, order=3, mode="nearest")[: shape[0], : shape[1], : shape[2]]).astype(np.float32)
 
 
+def _random_means(rng: np.random.Generator, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A domain-randomised rendering of ``probs`` (random tissue means, texture, drift) and its CSF, GM, WM levels."""
+    from medcli.train.synth import SynthConfig, render_slab
+
+    img, _ = render_slab(probs, rng, SynthConfig(bg_zero_prob=1.0, texture=0.06, hard_prob=0.3, min_contrast=0.1))
+    means = np.array([float(np.median(img[probs[k] > 0.8])) if (probs[k] > 0.8).any() else 0.5 for k in (1, 2, 3)])
+    return img, np.clip(means, 0.02, 1.1)
+
+
 def lesion_case(rng: np.random.Generator, contrast: str = "t1", cfg: LesionConfig | None = None,
-                spacing: tuple[float, float, float] = (1.0, 1.0, 1.0), n_lesions: int | None = None) -> LesionCase:
+                spacing: tuple[float, float, float] = (1.0, 1.0, 1.0), n_lesions: int | None = None,
+                box: tuple[slice, slice, slice] | None = None, y_range: tuple[float, float] | None = None) -> LesionCase:
     """One synthetic case: an MNI brain rendered in ``contrast`` with lesions and mimics, and its truth.
 
     Args:
         rng: Random generator (one per case: cases are reproducible from their seed).
-        contrast: ``t1``, ``t2``, ``flair`` or ``ct``.
+        contrast: ``t1``, ``t2``, ``flair``, ``ct`` or ``random`` (domain-randomised MR-like).
         cfg: Randomisation ranges.
         spacing: Voxel size of the case (mm); the grid is RAS-aligned, anisotropic if asked.
         n_lesions: Number of lesions (default: drawn from ``cfg.n_lesions``).
+        box: Crop of the anatomy grid (:func:`anatomy`) to render (default: all of it).
+        y_range: World y range (mm) that every lesion lies entirely within (default: anywhere).
     """
     from scipy import ndimage
 
     cfg = cfg or LesionConfig()
     probs, affine = anatomy(tuple(float(s) for s in spacing))
+    if box is not None:
+        lo0 = np.array([b.start or 0 for b in box])
+        probs = np.ascontiguousarray(probs[(slice(None),) + tuple(box)])
+        affine = affine.copy()
+        affine[:3, 3] = affine[:3, :3] @ lo0 + affine[:3, 3]
     shape = probs.shape[1:]
     sp = np.sqrt((affine[:3, :3] ** 2).sum(0))
     brain = probs[0] < 0.5
@@ -203,10 +242,13 @@ def lesion_case(rng: np.random.Generator, contrast: str = "t1", cfg: LesionConfi
     if ct:
         means = np.array(CT_HU) + rng.normal(0, 3, 3)
         scale = 40.0  # HU per unit of contrast
+    elif contrast == "random":
+        rendered, means = _random_means(rng, probs)
+        scale = max(float(np.ptp(means)), 0.1)
     else:
         means = np.clip(np.array(TISSUE_MEANS[contrast]) + rng.normal(0, cfg.jitter, 3), 0.02, 1.1)
         scale = abs(means[2] - means[0]) if contrast != "flair" else abs(means[1] - means[0])
-    img = np.tensordot(means, probs[1:], axes=1).astype(np.float32)
+    img = rendered if contrast == "random" else np.tensordot(means, probs[1:], axes=1).astype(np.float32)
     if ct:
         # Skull (3-7 mm) and scalp (3 mm) around the brain, air outside.
         dist = ndimage.distance_transform_edt(~brain, sampling=sp)
@@ -232,6 +274,8 @@ def lesion_case(rng: np.random.Generator, contrast: str = "t1", cfg: LesionConfi
             ijk = cand[rng.integers(len(cand))]
             c = affine[:3, :3] @ ijk + affine[:3, 3]
             if depth[tuple(ijk)] < max(0.6 * r, 2.0):
+                continue
+            if y_range is not None and not (y_range[0] + r + 2 <= c[1] <= y_range[1] - r - 2):
                 continue
             if all(np.linalg.norm(c - pc) > r + pr + 3 for pc, pr in placed):
                 break
@@ -267,7 +311,8 @@ def lesion_case(rng: np.random.Generator, contrast: str = "t1", cfg: LesionConfi
         if d >= 8 and rng.random() < cfg.oedema_prob:
             width = r * rng.uniform(0.3, 0.9)
             w = np.clip(1 - np.maximum(field, 0) / width, 0, 1) * (field > 0) * brain[box]
-            shift = {"t1": -0.12, "t2": 0.2, "flair": 0.25, "ct": -8.0}[contrast] * (1 if ct else scale)
+            base = {"t1": -0.12, "t2": 0.2, "flair": 0.25, "ct": -8.0}
+            shift = (base[contrast] if contrast in base else float(rng.choice([-0.15, 0.2]))) * (1 if ct else scale)
             a = a + (0.6 * w * shift).astype(np.float32)
         img[box] = a * (1 - occ) + value * occ
         inside = occ > 0.5
@@ -293,9 +338,26 @@ def lesion_case(rng: np.random.Generator, contrast: str = "t1", cfg: LesionConfi
         lo, hi = np.maximum(ijk - ext, 0), np.minimum(ijk + ext + 1, shape)
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         world = world_idx[box] @ affine[:3, :3].T + affine[:3, 3]
-        occ = _tube(rng, world, c) * brain[box] * (labels[box] == 0)
+        occ = _tube(rng, world, c, cfg.vessel_radius) * brain[box] * (labels[box] == 0)
         vval = (rng.uniform(60, 90) if ct else means.max() * rng.uniform(0.9, 1.2))
+        if cfg.dark_vessel_prob > 0 and rng.random() < cfg.dark_vessel_prob:
+            vval = rng.uniform(-5, 12) if ct else means.min() * rng.uniform(0.5, 1.1)
         img[box] = img[box] * (1 - occ) + vval * occ
+    # Sulcus-like sheets of CSF (hard negatives): thin discs, never labelled.
+    npk = int(rng.integers(cfg.pockets[0], cfg.pockets[1] + 1)) if cfg.pockets[1] > 0 else 0
+    for _ in range(npk):
+        ijk = cand[rng.integers(len(cand))]
+        c = affine[:3, :3] @ ijk + affine[:3, 3]
+        width, thick = rng.uniform(8, 30), rng.uniform(1.0, 3.0)
+        ext = np.ceil((width / 2 + 2) / sp).astype(int)
+        lo, hi = np.maximum(ijk - ext, 0), np.minimum(ijk + ext + 1, shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        local = (world_idx[box] @ affine[:3, :3].T + affine[:3, 3] - c) @ _rotation(rng)
+        rho = np.linalg.norm(local / np.array([width / 2, width / 2 * rng.uniform(0.5, 1.0), thick / 2]), axis=-1)
+        vox = float(np.prod(sp)) ** (1 / 3)
+        occ = np.clip((1 - rho) * thick / 2 / vox + 0.5, 0, 1).astype(np.float32) * brain[box] * (labels[box] == 0)
+        pval = rng.uniform(-2, 15) if ct else means[0] * rng.uniform(0.8, 1.2)
+        img[box] = img[box] * (1 - occ) + pval * occ
     if not ct:
         img = img * _bias(rng, shape, cfg.bias)
         top = float(means.max())

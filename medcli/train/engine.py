@@ -80,6 +80,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "threads": 0,
         "device": "auto",
         "grad_clip": 12.0,
+        "max_minutes": 0.0,
     },
     "validation": {"cases": "", "settings": {}, "generator": "", "seed": 987654321, "samples": 16, "labels": [], "axes": [], "metric": "", "slice_step": 1},
     "output": {"dir": "runs/model"},
@@ -296,6 +297,25 @@ def initial_weights(ref: str) -> dict:
 # -- the loop ---------------------------------------------------------------------------------------
 
 
+def output_folder(recipe: dict[str, Any], resume: bool, force: bool) -> tuple[Path, Path]:
+    """The run's output folder (made) and checkpoint path; a fresh run with ``force`` clears a previous one.
+
+    Raises:
+        UsageError: a checkpoint exists without resume/force, or resume without a checkpoint.
+    """
+    out = Path(recipe["output"]["dir"])
+    ckpt = out / "checkpoint.safetensors"
+    if ckpt.exists() and not resume and not force:
+        raise UsageError(f"{out} holds a checkpoint: use --resume to continue it or --force to start over")
+    if resume and not ckpt.exists():
+        raise UsageError(f"--resume: no checkpoint in {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    if force and not resume:
+        for name in ("checkpoint.safetensors", "log.csv", "validation.csv", "model.safetensors"):
+            (out / name).unlink(missing_ok=True)
+    return out, ckpt
+
+
 class _Stop:
     """SIGTERM/SIGINT during training set a flag; the loop saves a checkpoint between steps."""
 
@@ -416,10 +436,20 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
         ProcessingError: a failure while training (non-finite loss, bad init weights).
         KeyboardInterrupt: SIGTERM or Ctrl-C, after saving a checkpoint.
     """
+    if recipe["model"].get("task") == "detection":  # centre heatmap + sizes: own targets, loss and validation
+        from medcli.train.detection import train_detection
+
+        return train_detection(recipe, resume=resume, force=force)
     from medcli.cli.runtime import configure_threads, state, torch_device
     from medcli.engine.architectures import build
     from medcli.train.data import loader
     from medcli.train.losses import make_loss
+
+    task_validator = Validator
+    if recipe["model"].get("task") == "registration":  # image pairs in, a velocity field out: own loss and validation
+        from medcli.train.registration import Validator as task_validator, make_loss  # noqa: F811
+    elif recipe["model"].get("task") == "landmarks":  # patches in, one heatmap per landmark: a radial-error loss
+        from medcli.train.landmarks import Validator as task_validator, make_loss  # noqa: F811
 
     t = recipe["train"]
     from medcli.cli.runtime import default_threads
@@ -432,16 +462,7 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
 
     torch = configure_torch()
     device = torch_device(None if state.device not in ("auto", "", None) else t.get("device") or "auto")
-    out = Path(recipe["output"]["dir"])
-    ckpt = out / "checkpoint.safetensors"
-    if ckpt.exists() and not resume and not force:
-        raise UsageError(f"{out} holds a checkpoint: use --resume to continue it or --force to start over")
-    if resume and not ckpt.exists():
-        raise UsageError(f"--resume: no checkpoint in {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    if force and not resume:
-        for name in ("checkpoint.safetensors", "log.csv", "validation.csv", "model.safetensors"):
-            (out / name).unlink(missing_ok=True)
+    out, ckpt = output_folder(recipe, resume, force)
 
     seed = int(t["seed"])
     random.seed(seed)
@@ -480,7 +501,7 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
         loop.update(load_checkpoint(ckpt, model, opt))
         start = int(loop.pop("step")) + 1
         log.warning(f"resuming {out} at step {start}")
-    validator = Validator(recipe) if every_val > 0 else None
+    validator = task_validator(recipe) if every_val > 0 else None
 
     log_path, val_path = out / "log.csv", out / "validation.csv"
     _truncate_csv(log_path, start - 1)

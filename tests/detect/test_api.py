@@ -51,5 +51,5 @@ def test_errors():
     case = lesion_case(np.random.default_rng(3), "t1", spacing=(3.0, 3.0, 3.0), n_lesions=0)
     with pytest.raises(InputError, match="empty"):
         detect(case.image, mask=np.zeros(case.image.shape, bool))
-    with pytest.raises(ProcessingError, match="no trained detection model yet"):
-        detect(case.image, method="learned")
+    with pytest.raises(ProcessingError, match="no learned model for --task blob"):
+        detect(case.image, task="blob", method="learned")

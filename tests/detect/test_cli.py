@@ -74,8 +74,8 @@ def test_bad_input_one_line(tmp_path):
     io.write(Image(np.zeros((20, 20, 20), np.uint8), np.eye(4)), tmp_path / "empty.nii.gz")
     r = run_cli("detect", tmp_path / "v.nii.gz", "--mask", tmp_path / "empty.nii.gz", "-o", tmp_path / "f.json")
     assert r.returncode == 3 and b"empty" in r.stderr and r.stderr.count(b"\n") == 1
-    r = run_cli("detect", tmp_path / "v.nii.gz", "--method", "learned", "-o", tmp_path / "f.json")
-    assert r.returncode == 4 and b"no trained detection model yet" in r.stderr and r.stderr.count(b"\n") == 1
+    r = run_cli("detect", tmp_path / "v.nii.gz", "--task", "blob", "--method", "learned", "-o", tmp_path / "f.json")
+    assert r.returncode == 2 and b"no model for --task blob" in r.stderr and r.stderr.count(b"\n") == 1
     assert not (tmp_path / "f.json").exists()
     r = run_cli("detect", "eval", tmp_path / "nope.json")
     assert r.returncode == 2

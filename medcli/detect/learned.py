@@ -1,0 +1,177 @@
+"""The learned detector at inference: image in, findings in world millimetres out.
+
+The image is resampled along its own voxel axes to the model's spacing (2 mm:
+the grid it was trained on; oblique grids keep their orientation), normalised
+to the search mask's robust range (as :func:`medcli.detect.log.normalise`,
+CT first clipped to the soft-tissue window) and run through the network whole,
+or in overlapping tiles when large. Test-time mirroring (left-right, optional)
+averages the heatmaps and sizes of the image and its mirror.
+
+Findings are the heatmap's local maxima inside the mask (3x3x3 maximum),
+refined to sub-voxel positions, suppressed in world millimetres (a weaker peak
+within half the predicted diameter of a stronger one is the same lesion), and
+boxed by the regressed sizes: the box along the grid's axes, its world extent
+the axis-aligned box around it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from medcli.detect.findings import Finding
+from medcli.detect.log import _subvoxel, normalise, spacing_of
+from medcli.image import Image
+
+#: Network input range (normalised units) and the CT window (HU) it sees for ct-lesion.
+CLIP = (-1.0, 2.0)
+#: Whole-volume inference up to this many voxels; tiles above.
+WHOLE_MAX = 160**3
+TILE, MARGIN = 96, 12
+
+
+def to_model_grid(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image and mask resampled along their voxel axes to ``spacing`` mm (anti-aliased); the new affine."""
+    from scipy import ndimage
+
+    sp = spacing_of(affine)
+    f = spacing / sp
+    n = np.maximum(np.floor((np.array(data.shape) - 1) / f).astype(int) + 1, 1)
+    if np.allclose(f, 1.0, atol=1e-3):
+        return data.astype(np.float32), affine.copy(), mask.copy()
+    pre = np.sqrt(np.maximum(f**2 - 1, 0)) * 0.4246
+    smooth = ndimage.gaussian_filter(data.astype(np.float32), pre, mode="nearest") if np.any(pre > 0) else data.astype(np.float32)
+    grid = np.meshgrid(*[np.arange(n[i]) * f[i] for i in range(3)], indexing="ij", sparse=False)
+    img = ndimage.map_coordinates(smooth, grid, order=1, mode="nearest").astype(np.float32)
+    m = ndimage.map_coordinates(mask.astype(np.float32), grid, order=1, mode="nearest") >= 0.5
+    aff = affine.copy()
+    aff[:3, :3] = affine[:3, :3] @ np.diag(f)
+    return img, aff, m
+
+
+def model_input(data: np.ndarray, mask: np.ndarray, ct: bool, window: tuple[float, float]) -> np.ndarray:
+    """(2, X, Y, Z) network input: normalised image, search mask."""
+    work = np.clip(data, *window) if ct else data
+    x = np.clip(normalise(work.astype(np.float32), mask), *CLIP)
+    return np.stack([x, mask.astype(np.float32)]).astype(np.float32)
+
+
+def _forward(model, x: np.ndarray, device) -> np.ndarray:
+    """Network output (C, X, Y, Z) for input (2, X, Y, Z): whole (padded to a multiple of 8) or tiled."""
+    import torch
+
+    shape = np.array(x.shape[1:])
+
+    def run(block: np.ndarray) -> np.ndarray:
+        s = np.array(block.shape[1:])
+        pad = (-s) % 8
+        b = np.pad(block, [(0, 0)] + [(0, int(p)) for p in pad], mode="edge")
+        with torch.inference_mode():
+            out = model(torch.from_numpy(b[None]).to(device))[0].float().cpu().numpy()
+        return out[:, : s[0], : s[1], : s[2]]
+
+    if np.prod(shape) <= WHOLE_MAX:
+        return run(x)
+    out = None
+    starts = [list(range(0, max(int(n) - TILE, 0) + 1, TILE - 2 * MARGIN)) for n in shape]
+    for i, n in enumerate(shape):
+        if starts[i][-1] + TILE < n:
+            starts[i].append(int(n) - TILE)
+    for a in starts[0]:
+        for b in starts[1]:
+            for c in starts[2]:
+                lo = np.array([a, b, c])
+                hi = np.minimum(lo + TILE, shape)
+                o = run(x[:, lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
+                if out is None:
+                    out = np.zeros((o.shape[0],) + tuple(shape), np.float32)
+                # Keep each tile's centre: its margins (except at the volume's faces) see too little context.
+                keep_lo = np.where(lo > 0, lo + MARGIN, 0)
+                keep_hi = np.where(hi < shape, hi - MARGIN, shape)
+                sl = tuple(slice(int(p), int(q)) for p, q in zip(keep_lo, keep_hi))
+                osl = tuple(slice(int(p - l), int(q - l)) for p, q, l in zip(keep_lo, keep_hi, lo))
+                out[(slice(None),) + sl] = o[(slice(None),) + osl]
+    return out
+
+
+def predict_maps(model, x: np.ndarray, device=None, mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(heatmap probabilities (X, Y, Z), sizes (4, X, Y, Z) in mm), averaged over the left-right mirror if asked."""
+    import torch
+
+    device = device or torch.device("cpu")
+    out = _forward(model, x, device)
+    heat = 1.0 / (1.0 + np.exp(-out[0]))
+    logsize = out[1:]
+    if mirror:
+        o2 = _forward(model, np.ascontiguousarray(x[:, ::-1]), device)[:, ::-1]
+        heat = 0.5 * (heat + 1.0 / (1.0 + np.exp(-o2[0])))
+        logsize = 0.5 * (logsize + o2[1:])
+    return heat.astype(np.float32), (10.0 * np.exp(np.clip(logsize, -4, 2))).astype(np.float32)
+
+
+def peaks_to_findings(heat: np.ndarray, sizes: np.ndarray, mask: np.ndarray, affine: np.ndarray, floor: float,
+                      max_findings: int | None = None, min_diameter: float = 0.0, max_diameter: float = float("inf")) -> list[Finding]:
+    """Local maxima of ``heat`` in ``mask`` (>= ``floor``) as findings, suppressed in world mm, best first."""
+    from scipy import ndimage
+
+    h = np.where(mask, heat, 0.0)
+    peak = (h >= floor) & (h >= ndimage.maximum_filter(h, size=3, mode="constant"))
+    idx = np.argwhere(peak)
+    order = np.argsort(-h[tuple(idx.T)], kind="stable")
+    rot = affine[:3, :3] / np.maximum(spacing_of(affine), 1e-9)  # unit direction of each voxel axis
+    found: list[Finding] = []
+    kept: list[tuple[np.ndarray, float]] = []
+    for p in idx[order]:
+        p = tuple(int(v) for v in p)
+        score = float(h[p])
+        ijk = np.array(p, float) + _subvoxel(h, p)
+        c = affine[:3, :3] @ ijk + affine[:3, 3]
+        size = sizes[:3][(slice(None),) + p].astype(float)
+        d = float(sizes[3][p])
+        if d < min_diameter or d > max_diameter * 1.33:
+            continue
+        if any(np.linalg.norm(c - kc) < 0.5 * max(kd, d) for kc, kd in kept):
+            continue
+        half = 0.5 * np.abs(rot) @ size
+        found.append(Finding(c, np.concatenate([c - half, c + half]), d, score, math.pi / 6 * d**3 / 1000.0, "lesion", ijk))
+        kept.append((c, d))
+        if max_findings is not None and len(found) >= max_findings:
+            break
+    return found
+
+
+class LearnedDetector:
+    """A trained detection model from the hub (name or folder), ready to run on images."""
+
+    def __init__(self, model: str, device=None):
+        from medcli.cli.runtime import configure_torch
+        from medcli.engine.architectures import build
+        from medcli.models import hub
+
+        torch = configure_torch()
+        self.spec, state = hub.load(model)
+        self.net = build(self.spec)
+        self.net.load_state_dict(state)
+        self.net.eval()
+        self.device = device or torch.device("cpu")
+        self.net.to(self.device)
+        inp: dict[str, Any] = self.spec.get("input") or {}
+        self.spacing = float((inp.get("spacing") or [2.0])[0])
+        self.mirror = bool(inp.get("mirror", False))
+        self.name = str(self.spec.get("name", model))
+        self.sha256 = str(self.spec.get("sha256", ""))
+
+    def __call__(self, data: np.ndarray, affine: np.ndarray, mask: np.ndarray, ct: bool, window: tuple[float, float],
+                 floor: float, max_findings: int | None = None, min_diameter: float = 0.0, max_diameter: float = float("inf"),
+                 mirror: bool | None = None) -> tuple[list[Finding], np.ndarray, np.ndarray]:
+        """Findings (with ``voxel_ijk`` on the model grid), the heatmap and the model grid's affine."""
+        img, aff, m = to_model_grid(data, affine, mask, self.spacing)
+        if not m.any():
+            m = np.zeros_like(m)
+            return [], np.zeros(img.shape, np.float32), aff
+        x = model_input(img, m, ct, window)
+        heat, sizes = predict_maps(self.net, x, self.device, self.mirror if mirror is None else mirror)
+        found = peaks_to_findings(heat, sizes, m, aff, floor, max_findings, min_diameter, max_diameter)
+        return found, heat, aff

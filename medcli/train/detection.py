@@ -1,0 +1,337 @@
+"""Training of the dense 3D lesion detector (``[model] task = "detection"`` recipes).
+
+Samples are 3D patches at 2 mm cut from the MNI anatomy *behind*
+:data:`medcli.detect.synth.SPLIT_Y` (the benchmark's lesions all lie in front of
+it), rendered by :func:`medcli.detect.synth.lesion_case` with its training
+setting (:data:`~medcli.detect.synth.TRAINING`): T1-, T2-, FLAIR-like, head CT,
+or domain-randomised contrasts (random tissue means, texture and drift from
+:func:`medcli.train.synth.render_slab`), with long-tailed lesions whose
+intensity is independent of the tissue, and mimics (bright and dark vessels,
+CSF-like sheets) that are never labelled: the hard negatives. Patches are
+mirrored and their axes permuted at random, and some are blurred along one axis
+(thick slices).
+
+Targets (CenterNet): a Gaussian bump at each lesion's centre (1 at its nearest
+voxel, sigma growing with the lesion), and its box size per axis and diameter
+(log mm) near the centre. The loss is the penalty-reduced focal loss on the
+heatmap (the imbalance: a handful of centre voxels against 64 000 others) plus
+an L1 loss on the sizes.
+
+**Partial labels**: with ``unlabelled = q`` each lesion is, with probability q,
+left unlabelled, as in data sets where half of the lesions are not annotated.
+Its region (dilated) is masked out of the loss: it is neither taught as a
+lesion nor as background.
+
+The loop (checkpoints, resume, best-on-validation export, logs) is the
+engine's; validation runs the detector on whole 2 mm brains made with the
+generator's *default* setting (not the training one) and scores the LUNA16 CPM
+inside the training half of the anatomy.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medcli.cli.runtime import log
+
+#: Patch side (voxels) and spacing (mm) of the training patches.
+PATCH = 40
+SPACING = 2.0
+#: Linear learning-rate warm-up (steps): without normalisation layers, Adam's first full-size steps
+#: move every layer at once and can blow the heatmap up (all voxels "centres").
+WARMUP = 60
+
+
+def _sigma_vox(diameter_mm: float) -> float:
+    return max(0.75, 0.15 * diameter_mm / SPACING)
+
+
+def _training_box(rng: np.random.Generator, probs: np.ndarray, affine: np.ndarray, patch: int, split_y: float):
+    """A random patch box of the 2 mm anatomy entirely behind ``split_y``, centred on brain."""
+    shape = np.array(probs.shape[1:])
+    # Last voxel index whose centre (and half voxel) is behind the split along y.
+    y_last = int(np.floor((split_y - SPACING / 2 - affine[1, 3]) / affine[1, 1]))
+    hi = shape.copy()
+    hi[1] = min(hi[1], y_last + 1)
+    for _ in range(100):
+        lo = np.array([rng.integers(0, max(int(hi[i]) - patch, 0) + 1) for i in range(3)])
+        c = np.minimum(lo + patch // 2, shape - 1)
+        if probs[0][tuple(c)] < 0.5:
+            break
+    return tuple(slice(int(a), int(min(a + patch, hi[i]))) for i, a in enumerate(lo))
+
+
+def _soft_mask(img: np.ndarray, head: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """CT search region as ``detect --task ct-lesion`` makes it: smoothed HU inside the soft-tissue window, in the head."""
+    from scipy import ndimage
+
+    soft = ndimage.gaussian_filter(img, 1.0)
+    soft = (soft > window[0]) & (soft < window[1]) & head
+    return ndimage.binary_opening(soft, iterations=1)
+
+
+def detection_sample(rng: np.random.Generator, patch: int = PATCH, contrasts: tuple[str, ...] = ("t1", "t2", "flair", "random"),
+                     unlabelled: float = 0.0, thick_prob: float = 0.3, split_y: float | None = None) -> dict[str, np.ndarray]:
+    """One training patch and its targets.
+
+    Returns:
+        ``x`` (2, P, P, P) input (image, mask); ``heat`` (P, P, P) centre targets; ``size`` (4, P, P, P)
+        log sizes (3 axes, diameter); ``size_w`` (P, P, P) where the sizes are taught; ``weight`` (P, P, P)
+        where the heatmap is taught (0 outside the dilated mask and around unlabelled lesions).
+    """
+    from scipy import ndimage
+
+    from medcli.detect.api import CT_WINDOW
+    from medcli.detect.learned import model_input
+    from medcli.detect.synth import SPLIT_Y, TRAINING, anatomy, lesion_case
+
+    split_y = SPLIT_Y if split_y is None else split_y
+    probs, affine = anatomy((SPACING,) * 3)
+    contrast = str(contrasts[int(rng.integers(len(contrasts)))])
+    box = _training_box(rng, probs, affine, patch, split_y)
+    case = lesion_case(rng, contrast, TRAINING, spacing=(SPACING,) * 3, box=box)
+    img = np.asarray(case.image.data, np.float32)
+    ct = contrast == "ct"
+    mask = _soft_mask(img, case.brain, CT_WINDOW) if ct else case.brain.copy()
+    if not mask.any():
+        mask = case.brain.copy()
+    # Thick slices along one axis (as a 3 mm or 5 mm acquisition resampled to 2 mm).
+    if rng.random() < thick_prob:
+        sig = [0.0, 0.0, 0.0]
+        sig[int(rng.integers(3))] = 0.4246 * rng.uniform(3.0, 6.0) / SPACING
+        img = ndimage.gaussian_filter(img, sig, mode="nearest")
+    lab = np.asarray(case.lesions.data)
+    # Pad a patch cut short by the volume's faces.
+    pad = [(0, patch - s) for s in img.shape]
+    if any(p[1] for p in pad):
+        img = np.pad(img, pad, mode="edge")
+        mask = np.pad(mask, pad)
+        lab = np.pad(lab, pad)
+    x = model_input(img, mask, ct, CT_WINDOW)
+    shape = mask.shape
+    heat = np.zeros(shape, np.float32)
+    size = np.zeros((4,) + shape, np.float32)
+    size_w = np.zeros(shape, np.float32)
+    weight = ndimage.binary_dilation(mask, iterations=2).astype(np.float32)
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
+    for i, f in enumerate(case.truth):
+        if unlabelled > 0 and rng.random() < unlabelled:
+            region = lab == i + 1
+            grow = max(2, int(round(0.3 * f.diameter_mm / SPACING)))
+            region = ndimage.binary_dilation(region, iterations=grow)
+            weight[region] = 0.0
+            continue
+        c = np.asarray(f.voxel_ijk, float)
+        s = _sigma_vox(f.diameter_mm)
+        g = np.exp(-0.5 * ((grid - c[:, None, None, None].astype(np.float32)) ** 2).sum(0) / s**2)
+        near = tuple(int(np.clip(round(v), 0, n - 1)) for v, n in zip(c, shape))
+        g[near] = 1.0
+        heat = np.maximum(heat, g)
+        sel = g >= 0.5
+        box_size = f.box_ras[3:] - f.box_ras[:3]
+        size[:3, sel] = np.log(np.maximum(box_size, 1.0) / 10.0)[:, None]
+        size[3, sel] = np.log(max(f.diameter_mm, 1.0) / 10.0)
+        size_w[sel] = 1.0
+    # Mirror and permute the axes (the sizes follow their axes).
+    arrays = [x[0], x[1], heat, size[0], size[1], size[2], size[3], size_w, weight]
+    for ax in range(3):
+        if rng.random() < 0.5:
+            arrays = [np.flip(a, ax) for a in arrays]
+    perm = rng.permutation(3)
+    arrays = [np.transpose(a, perm) for a in arrays]
+    arrays[3:6] = [arrays[3 + int(p)] for p in perm]
+    out = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+    return {"x": np.stack(out[:2]), "heat": out[2], "size": np.stack(out[3:7]), "size_w": out[7], "weight": out[8]}
+
+
+def focal_loss(logit, target, weight, alpha: float = 2.0, beta: float = 4.0):
+    """CenterNet's penalty-reduced focal loss, summed over taught voxels and divided by the number of centres."""
+    import torch
+
+    p = torch.sigmoid(logit).clamp(1e-4, 1 - 1e-4)
+    pos = (target >= 1.0 - 1e-6).float() * weight
+    neg = (1.0 - pos) * weight
+    pos_loss = -torch.log(p) * (1 - p) ** alpha * pos
+    neg_loss = -torch.log(1 - p) * p**alpha * (1 - target) ** beta * neg
+    return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
+
+
+def detection_loss(out, batch: dict[str, Any], size_weight: float = 1.0):
+    """(total, heatmap part, size part) of a batch."""
+    heat = focal_loss(out[:, 0], batch["heat"], batch["weight"])
+    w = batch["size_w"]
+    l1 = (out[:, 1:] - batch["size"]).abs().mean(1) * w
+    size = l1.sum() / w.sum().clamp(min=1.0)
+    return heat + size_weight * size, heat, size
+
+
+def _batch(seed: int, step: int, n: int, settings: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    samples = [detection_sample(np.random.default_rng([seed, step, b]), **settings) for b in range(n)]
+    return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
+
+
+# -- validation -------------------------------------------------------------------------------------
+
+
+def validation_cases(n: int, seed: int, contrasts: tuple[str, ...], split_y: float | None = None):
+    """``n`` whole 2 mm brains (default generator setting, lesions behind the split) and their search masks."""
+    from medcli.detect.synth import SPLIT_Y, LesionConfig, lesion_case
+
+    split_y = SPLIT_Y if split_y is None else split_y
+    out = []
+    for i in range(n):
+        con = contrasts[i % len(contrasts)]
+        rng = np.random.default_rng(seed + i)
+        case = lesion_case(rng, con, LesionConfig(), spacing=(SPACING,) * 3, n_lesions=None if i % 5 != 4 else 0,
+                           y_range=(-1e9, split_y))
+        out.append((f"{con}-{seed + i}", case))
+    return out
+
+
+def case_mask(case, split_y: float | None = None, behind: bool = True) -> np.ndarray:
+    """A case's search region (brain; CT: the soft-tissue head), limited to one side of the split."""
+    from medcli.detect.api import CT_WINDOW
+    from medcli.detect.synth import SPLIT_Y
+
+    split_y = SPLIT_Y if split_y is None else split_y
+    img = np.asarray(case.image.data, np.float32)
+    m = _soft_mask(img, case.brain, CT_WINDOW) if case.contrast == "ct" else case.brain.copy()
+    ijk = np.indices(m.shape).reshape(3, -1).T
+    y = (ijk @ case.image.affine[:3, :3].T + case.image.affine[:3, 3])[:, 1].reshape(m.shape)
+    return m & ((y < split_y) if behind else (y >= split_y))
+
+
+def validate(model, cases, device, floor: float = 0.05) -> tuple[float, list[dict[str, Any]]]:
+    """CPM of the model on the validation cases (and a row per case)."""
+    from medcli.detect.api import CT_WINDOW
+    from medcli.detect.evaluate import Scan, match
+    from medcli.detect.learned import model_input, peaks_to_findings, predict_maps
+
+    was = model.training
+    model.eval()
+    scans, rows = [], []
+    for name, case, mask in cases:
+        x = model_input(np.asarray(case.image.data, np.float32), mask, case.contrast == "ct", CT_WINDOW)
+        heat, sizes = predict_maps(model, x, device)
+        pred = peaks_to_findings(heat, sizes, mask, case.image.affine, floor, 60)
+        scans.append(Scan(name, pred, case.truth))
+        rows.append({"case": name, "lesions": len(case.truth), "findings": len(pred)})
+    model.train(was)
+    froc = match(scans)
+    cpm = float(froc.cpm())
+    for r in rows:
+        r["score"] = cpm
+    return cpm, rows
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+
+def train_detection(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) -> Path:
+    """Train a detection recipe (same guarantees and outputs as :func:`medcli.train.engine.train`)."""
+    from medcli.cli.runtime import configure_threads, configure_torch, default_threads, state
+    from medcli.engine.architectures import build
+    from medcli.errors import ProcessingError, UsageError
+    from medcli.train import engine
+
+    t = recipe["train"]
+    if int(t.get("threads") or 0) > 0 and state.threads in (None, default_threads()):
+        configure_threads(int(t["threads"]))
+    torch = configure_torch()
+    device = torch.device("cpu")
+    out, ckpt = engine.output_folder(recipe, resume, force)
+    seed = int(t["seed"])
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    model = build(engine.model_spec(recipe))
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(params, lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
+    settings = dict(recipe["data"].get("settings") or {})
+    settings.setdefault("patch", int((t.get("patch") or [PATCH])[0]))
+    if "contrasts" in settings:
+        settings["contrasts"] = tuple(settings["contrasts"])
+    size_weight = float(recipe["loss"].get("size_weight", 1.0))
+    steps, batch = int(t["steps"]), int(t["batch"])
+    every_ckpt, every_val = int(t["checkpoint_every"]), int(t["validate_every"])
+    max_minutes = float(t.get("max_minutes") or 0)
+    loop: dict[str, Any] = {"best": None, "best_step": 0, "bad": 0, "stopped_early": False, "seconds": 0.0, "best_rows": []}
+    start = 1
+    if resume:
+        loop.update(engine.load_checkpoint(ckpt, model, opt))
+        start = int(loop.pop("step")) + 1
+        log.warning(f"resuming {out} at step {start}")
+    v = recipe["validation"]
+    val_cases = []
+    if every_val > 0:
+        vcon = tuple((v.get("settings") or {}).get("contrasts") or settings.get("contrasts") or ("t1", "t2", "flair"))
+        vcon = tuple(c for c in vcon if c != "random") or ("t1",)
+        val_cases = [(n, c, case_mask(c)) for n, c in validation_cases(int(v["samples"]), int(v["seed"]), vcon)]
+    log_path, val_path = out / "log.csv", out / "validation.csv"
+    engine._truncate_csv(log_path, start - 1)
+    engine._truncate_csv(val_path, start - 1)
+    log_file = open(log_path, "a", newline="")
+    writer = csv.writer(log_file)
+    if log_path.stat().st_size == 0:
+        writer.writerow(["step", "loss", "heat", "size", "lr", "seconds", "val_cpm"])
+    model.train()
+    t_start = time.perf_counter() - float(loop["seconds"])
+    last = start - 1
+    try:
+        with engine._Stop() as stop:
+            for step in range(start, steps + 1):
+                b = _batch(seed, step, batch, settings)
+                lr = engine._lr(recipe, step) * min(1.0, step / WARMUP)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                total, lh, ls = detection_loss(model(b["x"]), b, size_weight)
+                if not torch.isfinite(total):
+                    raise ProcessingError(f"loss is {total.item()} at step {step}: lower train.lr")
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                if float(t.get("grad_clip") or 0) > 0:
+                    torch.nn.utils.clip_grad_norm_(params, float(t["grad_clip"]))
+                opt.step()
+                last = step
+                loop["seconds"] = time.perf_counter() - t_start
+                timed_out = max_minutes > 0 and loop["seconds"] > 60 * max_minutes
+                val = ""
+                if val_cases and (step % every_val == 0 or step == steps or timed_out):
+                    score, rows = validate(model, val_cases, device)
+                    val = f"{score:.4f}"
+                    engine._append_validation(val_path, step, rows)
+                    if loop["best"] is None or score > loop["best"]:
+                        loop.update(best=score, best_step=step, bad=0, best_rows=rows)
+                        engine.export(model, recipe, out, loop)
+                    log.info(f"step {step}: validation CPM {score:.4f} (best {loop['best']:.4f} at step {loop['best_step']})")
+                    loop["seconds"] = time.perf_counter() - t_start
+                writer.writerow([step, f"{total.item():.5f}", f"{lh.item():.5f}", f"{ls.item():.5f}", f"{lr:.6g}",
+                                 f"{loop['seconds']:.1f}", val])
+                log_file.flush()
+                if step % 10 == 0:
+                    log.info(f"step {step}/{steps}: loss {total.item():.4f} (heat {lh.item():.4f}, size {ls.item():.4f}) "
+                             f"{loop['seconds'] / 60:.1f} min")
+                if timed_out:
+                    loop["stopped_early"] = True
+                if step % every_ckpt == 0 or step == steps or stop.signal is not None or timed_out:
+                    engine.save_checkpoint(ckpt, model, opt, step, engine._loop_state(loop))
+                if stop.signal is not None:
+                    log.warning(f"signal {stop.signal}: checkpoint saved at step {step}; continue with --resume")
+                    raise KeyboardInterrupt(f"signal {stop.signal}")
+                if timed_out:
+                    log.warning(f"train.max_minutes ({max_minutes}) reached at step {step}")
+                    break
+    finally:
+        log_file.close()
+    if loop["best"] is None:
+        loop["best_step"] = last
+        engine.export(model, recipe, out, loop)
+    else:
+        engine.write_card(recipe, out, loop)
+    return out

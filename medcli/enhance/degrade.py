@@ -350,6 +350,10 @@ class Drift:
         rician: Rician noise, percent of the 99th percentile (:func:`add_rician`).
         slice_mm: Slice thickness along the last axis: box-averaged slabs,
             repeated back onto the input grid (what a thin-grid pipeline sees).
+        contrast: Relative CSF, GM and WM signals of another contrast (PD-,
+            FLAIR-like), or None for the input's own (T1) contrast. With a
+            contrast, :func:`drift_render` needs the tissue probability maps
+            and renders them first (:func:`tissue_contrast`).
     """
 
     response: str = "gamma"
@@ -361,11 +365,21 @@ class Drift:
     bias: float = 0.0
     rician: float = 0.0
     slice_mm: float | None = None
+    contrast: tuple[float, float, float] | None = None
+
+
+#: Relative tissue signals (CSF, GM, WM) of the contrasts of the drift renderings: proton density
+#: with its usual residual T2 weighting (CSF brightest, low GM/WM contrast) and FLAIR (CSF nulled,
+#: GM brighter than WM), from the ranges quoted in MRI textbooks (Bernstein/King/Zhou, "Handbook
+#: of MRI Pulse Sequences"); the same values as the main segment benchmark's PD- and FLAIR-like cases.
+PD_LIKE = (1.00, 0.83, 0.70)
+FLAIR_LIKE = (0.15, 1.00, 0.75)
 
 
 #: Named drift renderings: exponents 0.5-1.6, a sigmoid, gains 0.5-2,
 #: offsets, bias 0.2-0.4, Rician 1-5 %, 3 mm slices. ``issue-18`` is the
-#: rendering of the issue (gamma 0.65 + gain/offset + bias + 2 % Rician).
+#: rendering of the issue (gamma 0.65 + gain/offset + bias + 2 % Rician). The PD- and FLAIR-like
+#: scanners render the tissue maps in those contrasts first (:func:`tissue_contrast`).
 DRIFT_SCANNERS: dict[str, Drift] = {
     "reference": Drift(bias=0.3, rician=2),
     "issue-18 (gamma 0.65)": Drift(exponent=0.65, gain=1.8, offset=0.05, bias=0.3, rician=2),
@@ -373,7 +387,32 @@ DRIFT_SCANNERS: dict[str, Drift] = {
     "gamma 1.6": Drift(exponent=1.6, gain=2.0, offset=-0.02, bias=0.4, rician=3),
     "sigmoid": Drift(response="sigmoid", centre=0.55, width=0.15, gain=1.2, bias=0.3, rician=2),
     "gamma 0.8, 5 %, 3 mm": Drift(exponent=0.8, gain=0.5, offset=0.03, bias=0.3, rician=5, slice_mm=3.0),
+    "reference, 3 mm": Drift(bias=0.3, rician=2, slice_mm=3.0),
+    "PD-like (gamma 0.8)": Drift(exponent=0.8, gain=1.3, offset=0.02, bias=0.3, rician=2, contrast=PD_LIKE),
+    "FLAIR-like (gamma 1.3)": Drift(exponent=1.3, gain=0.9, offset=0.0, bias=0.25, rician=3, contrast=FLAIR_LIKE),
 }
+
+
+def tissue_contrast(t1: np.ndarray, tissues: np.ndarray, signals: Sequence[float], mask: np.ndarray | None = None) -> np.ndarray:
+    """The anatomy of a T1 image in another contrast, keeping the T1's own texture.
+
+    The partial-volume mixture of ``signals`` (relative CSF, GM, WM) over the
+    tissue probabilities ``tissues`` (3, ...), times the T1's deviation from
+    its own mixture (``t1 / sum_k p_k m_k``, the class means ``m_k`` fitted by
+    least squares inside ``mask``): real texture and noise-free detail, another
+    contrast. Scaled so that the brightest tissue sits where the T1's WM did.
+    """
+    x = np.asarray(t1, np.float32)
+    p = np.asarray(tissues, np.float32)
+    if mask is None:
+        mask = x > 0
+    a = p[:, mask].T.astype(np.float64)
+    means = np.linalg.lstsq(a, x[mask].astype(np.float64), rcond=None)[0]
+    model = np.tensordot(means.astype(np.float32), p, axes=1)
+    texture = np.where(model > 0.05 * float(means.max()), x / np.maximum(model, 1e-6), 1.0)
+    texture = np.clip(texture, 0.5, 1.5)
+    sig = np.asarray(signals, np.float32) / max(float(np.max(signals)), 1e-6) * float(means.max())
+    return np.where(mask, np.tensordot(sig, p, axes=1) * texture, 0.0).astype(np.float32)
 
 
 def drift_response(data: np.ndarray, drift: Drift, mask: np.ndarray | None = None) -> np.ndarray:
@@ -396,21 +435,32 @@ def drift_response(data: np.ndarray, drift: Drift, mask: np.ndarray | None = Non
     return np.where(mask, out, 0).astype(np.float32)
 
 
-def drift_render(image: Image, drift: Drift, rng=None, mask: np.ndarray | None = None) -> Image:
-    """Render ``image`` as the scanner ``drift`` would: response, gain, offset, bias, slices, noise.
+def drift_render(image: Image, drift: Drift, rng=None, mask: np.ndarray | None = None,
+                 tissues: np.ndarray | None = None) -> Image:
+    """Render ``image`` as the scanner ``drift`` would: contrast, response, gain, offset, bias, slices, noise.
 
     Args:
-        image: Clean 3D image.
+        image: Clean 3D image (a T1).
         drift: The rendering.
         rng: Generator or seed (bias field and noise).
         mask: Foreground; default ``image.data > 0``. Background stays 0
             before the noise.
+        tissues: CSF, GM, WM probability maps (3, ...) on the image's grid;
+            needed when ``drift.contrast`` is set.
 
     Returns:
         The rendering on the input grid (float32).
+
+    Raises:
+        ValueError: a contrast without tissue maps.
     """
     g = _rng(rng)
-    x = drift_response(image.data, drift, mask)
+    data = np.asarray(image.data, np.float32)
+    if drift.contrast is not None:
+        if tissues is None:
+            raise ValueError("a drift rendering with a contrast needs the tissue probability maps (tissues=)")
+        data = tissue_contrast(data, tissues, drift.contrast, data > 0 if mask is None else mask)
+    x = drift_response(data, drift, mask)
     if drift.bias > 0:
         x = x * bias_field(x.shape, drift.bias, g, spacing=image.spacing)
     if drift.slice_mm:

@@ -129,6 +129,14 @@ class SynthConfig:
         scale_jitter: Range of the normalisation scale around the brightest tissue.
         flip_prob: Probability of a left-right flip.
         brain_center_prob: Probability that the patch centre is a brain voxel.
+        drift_response: Probability of a random scanner response applied to the
+            rendered tissues (:func:`random_response`): a monotone non-linear
+            curve (gamma, sigmoid-like or a blend), gain and brain offset, so
+            that partial-volume voxels and tissue ratios move the way another
+            scanner's would, not only the per-label means. 0 (the default)
+            draws nothing: earlier recipes render exactly as before.
+        drift_gamma: Range of the response's gamma exponent (log-uniform).
+        drift_offset: Range of the brain offset (fraction of the brightest tissue).
     """
 
     patch: Sequence[int] = (128, 128)
@@ -154,6 +162,9 @@ class SynthConfig:
     scale_jitter: Sequence[float] = (0.95, 1.3)
     flip_prob: float = 0.5
     brain_center_prob: float = 0.9
+    drift_response: float = 0.0
+    drift_gamma: Sequence[float] = (0.5, 1.6)
+    drift_offset: Sequence[float] = (-0.05, 0.15)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -264,6 +275,53 @@ def render_slab(probs: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) -
     return img.astype(np.float32), float(mu[1:].max())
 
 
+def random_response(rng: np.random.Generator, cfg: SynthConfig):
+    """A random monotone scanner response ``f`` with ``f(0) = 0`` and ``f(1) = 1`` (on ``u >= 0``).
+
+    One of: a gamma curve ``u ** g`` (``g`` log-uniform in ``cfg.drift_gamma``);
+    a logistic curve of random centre (0.3-0.75) and width (0.07-0.3), shifted
+    and scaled to pass through (0, 0) and (1, 1); or a convex blend of the two.
+    Each is monotone increasing, so the order of intensities is kept while
+    the ratios between tissues (and partial-volume voxels) change.
+    """
+    lo, hi = (float(v) for v in cfg.drift_gamma)
+    g = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    centre, width = rng.uniform(0.3, 0.75), rng.uniform(0.07, 0.3)
+
+    def gamma(u):
+        return np.power(u, g)
+
+    def sigmoid(u):
+        s0, s1 = 1.0 / (1.0 + np.exp(centre / width)), 1.0 / (1.0 + np.exp(-(1.0 - centre) / width))
+        return (1.0 / (1.0 + np.exp(-(u - centre) / width)) - s0) / (s1 - s0)
+
+    kind = rng.random()
+    if kind < 0.45:
+        return gamma
+    if kind < 0.8:
+        return sigmoid
+    a = rng.uniform(0.2, 0.8)
+    return lambda u: a * gamma(u) + (1 - a) * sigmoid(u)
+
+
+def apply_response(slab: np.ndarray, brain: np.ndarray, top: float, rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray, float]:
+    """Another scanner's view of a rendered slab: response, gain and brain offset; returns (slab, brightest tissue).
+
+    ``u`` is the slab over a reference near the brightest tissue (1-1.25 times
+    it, as a 99th-percentile reference sits above the brightest tissue mean);
+    the offset is added in proportion to the brain fraction of each voxel, so
+    a zero background stays zero.
+    """
+    ref = top * rng.uniform(1.0, 1.25)
+    f = random_response(rng, cfg)
+    gain = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+    offset = rng.uniform(*cfg.drift_offset)
+    out = gain * ref * (f(np.clip(slab / ref, 0, None)) + offset * brain)
+    # The brightest tissue under the new response: the normalisation that follows scales by it.
+    new_top = gain * ref * (float(f(np.float64(top / ref))) + offset)
+    return np.maximum(out, 0).astype(np.float32), max(new_top, 1e-3 * gain * ref)
+
+
 def _decimate(img: np.ndarray, axis: int, factor: float) -> np.ndarray:
     """Blur and subsample along one axis by ``factor``, then interpolate back."""
     from scipy import ndimage
@@ -297,6 +355,8 @@ def synth_sample(maps: TissueMaps, rng: np.random.Generator, cfg: SynthConfig) -
     probs /= np.maximum(probs.sum(0, keepdims=True), 1e-6)
     label = labels_from_probs(probs[:, centre]).astype(np.int64)
     slab, top = render_slab(probs, rng, cfg)
+    if cfg.drift_response > 0 and rng.random() < cfg.drift_response:
+        slab, top = apply_response(slab, 1.0 - probs[0], top, rng, cfg)
     # Slice profile: a smooth bump over the slab (thick slices average their content).
     weights = np.exp(-0.5 * (offsets / max(thick / 2.355, 0.5)) ** 2)
     img = np.tensordot(weights / weights.sum(), slab, axes=1)
@@ -392,3 +452,38 @@ def tissue_validation_cases(seed: int = 12345, margin: int = 8) -> list[tuple[st
     lo, hi = maps.brain_box
     box = tuple(slice(max(int(a) - margin, 0), int(b) + margin + 1) for a, b in zip(lo, hi))
     return [(name, normalise_percentile(img)[box], lab[box]) for name, img, lab in cases]
+
+
+#: Scanner renderings of the drift validation cases: the same kinds of response as the
+#: benchmark's ``degrade.DRIFT_SCANNERS`` (gamma 0.5-1.6, sigmoid, gain, offset, bias, Rician
+#: noise, thick slices) with other parameters and other seeds, so that a model or setting chosen
+#: on these is not chosen on the benchmark's images.
+DRIFT_VALIDATION = {
+    "drift gamma 0.55": dict(exponent=0.55, gain=1.4, offset=0.08, bias=0.25, rician=2),
+    "drift gamma 1.45": dict(exponent=1.45, gain=0.8, offset=-0.03, bias=0.35, rician=3),
+    "drift sigmoid 0.48/0.12": dict(response="sigmoid", centre=0.48, width=0.12, gain=1.0, offset=0.02, bias=0.3, rician=2),
+    "drift sigmoid 0.62/0.2": dict(response="sigmoid", centre=0.62, width=0.2, gain=1.5, bias=0.25, rician=3),
+    "drift gamma 0.75, 4 %, 3 mm": dict(exponent=0.75, gain=0.7, offset=0.04, bias=0.3, rician=4, slice_mm=3.0),
+}
+
+
+def tissue_drift_validation_cases(seed: int = 12345, margin: int = 8) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """:func:`tissue_validation_cases` plus the T1 rendered by the scanners of :data:`DRIFT_VALIDATION`.
+
+    Noise and bias seeds are ``seed + 1000 + index`` (the benchmark uses 300-410), labels the
+    template's, every image percentile-normalised and cropped like the other cases.
+    """
+    from medcli import io
+    from medcli.enhance import degrade
+
+    cases = tissue_validation_cases(seed, margin)
+    maps = tissue_maps()
+    labels = maps.labels
+    t1 = io.read("sample:t1").reorient("RAS")
+    brain = labels > 0
+    lo, hi = maps.brain_box
+    box = tuple(slice(max(int(a) - margin, 0), int(b) + margin + 1) for a, b in zip(lo, hi))
+    for i, (name, params) in enumerate(DRIFT_VALIDATION.items()):
+        img = degrade.drift_render(t1, degrade.Drift(**params), rng=seed + 1000 + i, mask=brain)
+        cases.append((name, normalise_percentile(np.asarray(img.data, np.float32))[box], labels[box]))
+    return cases

@@ -23,10 +23,12 @@ machine.
 
 Drift cases (issue 18, ``--drift``): the T1 rendered by the named scanners of
 ``medcli.enhance.degrade.DRIFT_SCANNERS`` (gamma 0.5-1.6 and sigmoid responses,
-gain, offset, bias 0.2-0.4, Rician 1-5 %, 3 mm slices), no bias correction
+gain, offset, bias 0.2-0.4, Rician 1-5 %, 3 mm slices, PD- and FLAIR-like
+contrasts rendered from the tissue maps with the T1's texture), no bias correction
 beyond each method's own; CSF, GM and WM Dice, the change from the
-``reference`` scanner (gamma 1, 30 % bias, 2 % noise) and whether each method
-is at least Atropos on every tissue. Writes
+``reference`` scanner (gamma 1, 30 % bias, 2 % noise; for a thick-slice scanner the
+reference scanner at the same slice thickness, so that d is the drift and not the
+partial volume of thick slices) and whether each method is at least Atropos on every tissue. Writes
 ``tests/benchmarks/results/segment_drift.md``; ``--drift --quick``: the
 reference, the issue's gamma 0.65 and the gamma 1.6 and sigmoid scanners.
 
@@ -54,6 +56,8 @@ RESULTS = ROOT / "tests" / "benchmarks" / "results" / "segment.md"
 DRIFT_RESULTS = ROOT / "tests" / "benchmarks" / "results" / "segment_drift.md"
 #: degrade.DRIFT_SCANNERS names of the --drift --quick set.
 DRIFT_QUICK = ("reference", "issue-18 (gamma 0.65)", "gamma 1.6", "sigmoid")
+#: The scanners' order for their noise/bias seeds (400 + index): the --drift --quick set, then the rest
+#: in the order they were added (new scanners go last, so that earlier renderings keep their seeds).
 NETWORK_ONLY = "medcli network only"
 
 #: Relative tissue signals (CSF, GM, WM). T2w at 3 T, TE ~ 100 ms, and a proton-density
@@ -132,14 +136,14 @@ def drift_cases(quick: bool = False, scanners: tuple[str, ...] = ()):
     """
     from medcli.enhance import degrade
 
-    t1, _, brain, labels = reference()
+    t1, probs, brain, labels = reference()
     order = list(DRIFT_QUICK) + [n for n in degrade.DRIFT_SCANNERS if n not in DRIFT_QUICK]
     names = scanners or (DRIFT_QUICK if quick else tuple(order))
     out = {}
     for name in names:
         if name not in degrade.DRIFT_SCANNERS:
             raise SystemExit(f"unknown scanner {name!r}: one of {', '.join(degrade.DRIFT_SCANNERS)}")
-        img = degrade.drift_render(t1, degrade.DRIFT_SCANNERS[name], rng=400 + order.index(name), mask=brain)
+        img = degrade.drift_render(t1, degrade.DRIFT_SCANNERS[name], rng=400 + order.index(name), mask=brain, tissues=probs)
         out[f"T1 {name}"] = (img, brain, labels)
     return out
 
@@ -152,15 +156,25 @@ def _by_case(rows) -> dict[str, dict]:
     return by_case
 
 
+def reference_case(case: str) -> str:
+    """The reference-scanner case a drift case is compared with: the one at the same slice thickness."""
+    from medcli.enhance import degrade
+
+    drift = degrade.DRIFT_SCANNERS.get(case.removeprefix("T1 "))
+    if drift is not None and drift.slice_mm:
+        return f"T1 reference, {drift.slice_mm:g} mm"
+    return "T1 reference"
+
+
 def drift_table(rows, methods) -> str:
     """CSF/GM/WM per drift case, change from the reference scanner, and >= Atropos on every tissue."""
     by_case = _by_case(rows)
-    ref_case = by_case.get("T1 reference", {})
     lines = [
         "# segment --task tissue under scanner drift (issue 18)",
         "",
         "Dice against the MNI152 2009a maps; the T1 rendered by medcli.enhance.degrade.DRIFT_SCANNERS (seeds 400 + "
-        "index). d = change from the same method on the reference scanner (target: >= -0.03 on every tissue); "
+        "index). d = change from the same method on the reference scanner at the same slice thickness "
+        "(target: >= -0.03 on every tissue); "
         ">= Atropos on CSF, GM and WM is the second target. Written by `tests/benchmarks/bench_segment.py --drift`.",
         "",
         "| case | method | CSF | GM | WM | d CSF | d GM | d WM | >= Atropos (CSF/GM/WM) | CPU (s) |",
@@ -173,7 +187,7 @@ def drift_table(rows, methods) -> str:
             if m not in res:
                 continue
             _, _, c, g, w, _, cpu = res[m]
-            ref = ref_case.get(m)
+            ref = by_case.get(reference_case(case), {}).get(m)
             d = [x - y for x, y in zip((c, g, w), ref[2:5])] if ref else [0.0] * 3
             ok = atropos is None or m == "ANTs Atropos" or all(x >= y for x, y in zip((c, g, w), atropos[2:5]))
             good = all(x >= -0.03 for x in d) and ok

@@ -18,6 +18,18 @@ def crop(t1):
     return Image(x, aff)
 
 
+@pytest.fixture(scope="module")
+def crop_tissues():
+    """CSF, GM, WM probabilities of the crop (the MNI maps, CSF = brain - GM - WM)."""
+    from medcli import io
+
+    box = (slice(60, 124), slice(80, 144), slice(70, 134))
+    brain = np.asarray(io.read("sample:t1").data)[box] > 0
+    gm = np.asarray(io.read("sample:gm").data, np.float32)[box] / 255 * brain
+    wm = np.asarray(io.read("sample:wm").data, np.float32)[box] / 255 * brain
+    return np.stack([np.clip(brain - gm - wm, 0, 1), gm, wm]).astype(np.float32)
+
+
 def test_rician_sigma_matches_percent(t1):
     clean = np.asarray(t1.data, np.float32)
     noisy = d.add_rician(clean, 5, rng=0)
@@ -86,10 +98,11 @@ def test_random_contrast_and_deformation(crop):
 
 
 @pytest.mark.parametrize("name", list(d.DRIFT_SCANNERS))
-def test_drift_renderings_are_monotone_with_the_stated_response(crop, name):
+def test_drift_renderings_are_monotone_with_the_stated_response(crop, crop_tissues, name):
     drift = d.DRIFT_SCANNERS[name]
     x = crop.data
     brain = x > 0
+    tissues = crop_tissues if drift.contrast else None
     y = d.drift_response(x, drift, brain)
     # Monotone: sorting the input sorts the output (ties aside).
     order = np.argsort(x[brain], kind="stable")
@@ -101,16 +114,34 @@ def test_drift_renderings_are_monotone_with_the_stated_response(crop, name):
     if drift.response == "gamma":
         expected = drift.gain * ref * (u**drift.exponent + drift.offset)
         assert y[brain][order][len(order) // 2] == pytest.approx(expected, rel=1e-4)
-    rendered = d.drift_render(crop, drift, rng=0, mask=brain)
+    rendered = d.drift_render(crop, drift, rng=0, mask=brain, tissues=tissues)
     assert rendered.shape == crop.shape and np.isfinite(rendered.data).all()
     if drift.rician and not drift.slice_mm:
         # Same seed without noise: same bias field; in bright tissue Rician ~ Gaussian of the stated sigma.
         from dataclasses import replace
 
-        clean = d.drift_render(crop, replace(drift, rician=0), rng=0, mask=brain).data
+        clean = d.drift_render(crop, replace(drift, rician=0), rng=0, mask=brain, tissues=tissues).data
         bright = clean > np.percentile(clean, 50)
         sigma = drift.rician / 100 * d.reference_intensity(clean)
         assert np.std(rendered.data[bright] - clean[bright]) == pytest.approx(sigma, rel=0.05)
+
+
+@pytest.mark.parametrize("signals", [d.PD_LIKE, d.FLAIR_LIKE])
+def test_tissue_contrast_orders_tissues_as_stated(crop, crop_tissues, signals):
+    brain = crop.data > 0
+    out = d.tissue_contrast(crop.data, crop_tissues, signals, brain)
+    labels = np.argmax(crop_tissues, axis=0)
+    pure = np.max(crop_tissues, axis=0) > 0.9
+    medians = [float(np.median(out[pure & brain & (labels == k)])) for k in range(3)]
+    # The tissues come out in the stated order and near the stated ratios; the background stays 0.
+    assert np.argsort(medians).tolist() == np.argsort(signals).tolist()
+    assert np.allclose(np.array(medians) / max(medians), np.array(signals) / max(signals), atol=0.08)
+    assert np.all(out[~brain] == 0)
+    # Texture is the T1's own: within WM the rendering follows the T1 (correlated), not a flat mean.
+    wm = pure & brain & (labels == 2)
+    assert np.corrcoef(out[wm], crop.data[wm])[0, 1] > 0.5
+    with pytest.raises(ValueError, match="tissue"):
+        d.drift_render(crop, d.Drift(contrast=signals), rng=0)
 
 
 def test_drift_thick_slices_are_constant_within_a_slab(crop):

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from medcli.train.synth import SynthConfig, labels_from_probs, synth_sample, tissue_maps, tissue_validation_cases
+from medcli.train.synth import (
+    DRIFT_VALIDATION,
+    SynthConfig,
+    apply_response,
+    labels_from_probs,
+    random_response,
+    synth_sample,
+    tissue_maps,
+    tissue_validation_cases,
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +80,54 @@ def test_held_out_cases_are_other_renderings(maps):
     assert means["PD-like"][1] > means["PD-like"][2]
     # The deformed case really moved the anatomy.
     assert (cases[1][2] != cases[0][2]).mean() > 0.05
+
+
+def test_random_responses_are_monotone_through_0_and_1():
+    cfg = SynthConfig()
+    u = np.linspace(0, 1.3, 500)
+    shapes = set()
+    for seed in range(40):
+        f = random_response(np.random.default_rng(seed), cfg)
+        y = f(u)
+        assert np.all(np.diff(y) > 0)  # monotone: intensity order is kept
+        assert f(np.float64(0.0)) == pytest.approx(0, abs=1e-9) and f(np.float64(1.0)) == pytest.approx(1, abs=1e-9)
+        shapes.add(round(float(f(np.float64(0.5))), 2))
+    # Not one curve: compressive and expansive, near-linear and sigmoid-like midpoints.
+    assert min(shapes) < 0.4 and max(shapes) > 0.65
+
+
+def test_drift_response_changes_tissue_ratios_and_keeps_the_order(maps):
+    rng = np.random.default_rng(0)
+    slab = np.array([0.0, 0.3, 0.6, 0.9], np.float32)[:, None]  # background, CSF, GM, WM
+    brain = np.array([0.0, 1.0, 1.0, 1.0], np.float32)[:, None]
+    ratios = []
+    for seed in range(30):
+        out, top = apply_response(slab, brain, 0.9, np.random.default_rng(seed), SynthConfig())
+        assert out[0, 0] == pytest.approx(0, abs=1e-6) and np.all(np.diff(out[1:, 0]) > 0)  # zero background stays zero; order kept
+        assert top == pytest.approx(out[3, 0], rel=1e-4)  # the brightest tissue, for the normalisation
+        ratios.append((out[2, 0] - out[1, 0]) / (out[3, 0] - out[1, 0]))
+    # The GM position between CSF and WM (0.5 on a linear scanner) moves with the response.
+    assert np.ptp(ratios) > 0.3
+    # In training samples: off by default (earlier recipes unchanged), drawn when asked.
+    base = SynthConfig(patch=(64, 64))
+    from dataclasses import replace
+
+    a = synth_sample(maps, np.random.default_rng(rng.integers(1000)), base)
+    assert a[0].shape == (1, 64, 64)
+    x, y = synth_sample(maps, np.random.default_rng(7), replace(base, drift_response=1.0))
+    assert 0 <= x.min() and x.max() <= 1 and y.shape == (64, 64)
+
+
+@pytest.mark.slow
+def test_drift_validation_cases_add_scanners_to_the_held_out_cases():
+    from medcli.train.synth import tissue_drift_validation_cases
+
+    cases = tissue_drift_validation_cases()
+    names = [c[0] for c in cases]
+    assert names[:6] == ["T1", "T1 deformed", "T2-like", "PD-like", "T1 4 mm slices", "T1 Rician 9 %"]
+    assert names[6:] == list(DRIFT_VALIDATION)
+    t1 = cases[0][1]
+    for name, img, lab in cases[6:]:
+        m = [img[lab == c].mean() for c in (1, 2, 3)]
+        assert m[0] < m[1] < m[2]  # still T1 order
+        assert not np.allclose(img, t1, atol=0.05)

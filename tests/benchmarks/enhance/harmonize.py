@@ -62,7 +62,13 @@ DRIFT_PAIRS = [
     ("gamma 0.5", "sigmoid"),
     ("issue-18 (gamma 0.65)", "sigmoid"),
     ("reference", "gamma 0.8, 5 %, 3 mm"),
+    ("reference", "PD-like (gamma 0.8)"),
+    ("PD-like (gamma 0.8)", "FLAIR-like (gamma 1.3)"),
 ]
+#: Scanners of the first six pairs, in the order of their noise/bias seeds (300 + index); scanners
+#: added later take the next seeds, so that the earlier renderings stay the same images.
+DRIFT_SEED_ORDER = ("gamma 0.5", "gamma 0.8, 5 %, 3 mm", "gamma 1.6", "issue-18 (gamma 0.65)", "reference", "sigmoid",
+                    "PD-like (gamma 0.8)", "FLAIR-like (gamma 1.3)")
 
 
 def anatomy(quick: bool):
@@ -77,6 +83,15 @@ def anatomy(quick: bool):
     brain = d > 0
     labels = {"csf": brain & (gm < 0.1) & (wm < 0.1), "gm": gm > 0.7, "wm": wm > 0.9}
     return Image(d, aff), brain, labels
+
+
+def tissue_probs(quick: bool) -> np.ndarray:
+    """CSF, GM, WM probabilities (3, ...) on the grid of :func:`anatomy` (the PD-/FLAIR-like renderings need them)."""
+    sub = (slice(None, None, 2),) * 3 if quick else (slice(None),) * 3
+    brain = np.asarray(io.read("sample:t1").data)[sub] > 0
+    gm = np.asarray(io.read("sample:gm").data, np.float32)[sub] / 255 * brain
+    wm = np.asarray(io.read("sample:wm").data, np.float32)[sub] / 255 * brain
+    return np.stack([np.clip(brain - gm - wm, 0, 1), gm, wm]).astype(np.float32)
 
 
 def render(img: Image, seed: int) -> Image:
@@ -209,10 +224,13 @@ def run_drift(quick: bool = False) -> list[dict]:
     from medcli.enhance.bias import biascorrect
 
     img, brain, labels = anatomy(quick)
-    names = sorted({n for p in DRIFT_PAIRS for n in p})
+    probs = tissue_probs(quick)
+    used = {n for p in DRIFT_PAIRS for n in p}
+    names = [n for n in DRIFT_SEED_ORDER if n in used]
     scans = {}
-    for i, n in enumerate(names):
-        raw = degrade.drift_render(img, degrade.DRIFT_SCANNERS[n], rng=300 + i, mask=brain)
+    for n in names:
+        seed = 300 + DRIFT_SEED_ORDER.index(n)
+        raw = degrade.drift_render(img, degrade.DRIFT_SCANNERS[n], rng=seed, mask=brain, tissues=probs)
         scans[n] = biascorrect(raw, "n4", mask=brain)[0]
     rows = []
     for method, fn in drift_methods(img, brain).items():
@@ -248,7 +266,7 @@ def drift_markdown(rows: list[dict]) -> str:
         lines.append(f"| {r['method']} | {cells} | {r['worst_ratio']:.3f} | {r['distance']:.4f} | "
                      f"{'yes' if r['target_met'] else 'no'} | {r['seconds']:.2f} |")
     lines += ["", "Cells: ratio to z-score (distance). Renderings: medcli.enhance.degrade.DRIFT_SCANNERS, "
-              "noise/bias seeds 300 + index in sorted name order. Times: wall seconds on a shared, heavily loaded "
+              "noise/bias seeds 300 + index in DRIFT_SEED_ORDER. Times: wall seconds on a shared, heavily loaded "
               "2-core CPU (run under nice)."]
     return "\n".join(lines) + "\n"
 

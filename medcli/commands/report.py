@@ -192,11 +192,11 @@ def run_analyses(image, source: str, tasks: list[str], contrast: dict | None = N
     items = []
     brain_img = None
     for task in tasks:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         items += _run_one(task, image, source, brain_img, contrast)
         if task == "brain":
             brain_img = Image(np.asarray(items[-2].data.data).astype(np.uint8), image.affine)
-        log.info(f"--run {task}: {time.perf_counter() - t0:.1f} s")
+        log.info(f"--run {task}: {time.perf_counter() - t0:.1f} s ({time.process_time() - c0:.1f} s CPU)")
     return items
 
 
@@ -212,7 +212,7 @@ def _run_one(task, image, source, brain_img, contrast=None):
     if task == "detect":
         return [_detect_item(image, brain_img)]
     if task == "landmarks":
-        return [_landmarks_item(image, brain_img)]
+        return _landmarks_items(image, brain_img)
     items = []
     labels, _, brain, model_name, sha, checks = run_task(task, image, mask=brain_img, contrast=contrast)
     lab = Image(np.asarray(labels.data).astype(np.int32), image.affine)
@@ -241,8 +241,11 @@ def _detect_item(image, brain_img):
     return findings_item(json.loads(format_findings(det.findings, "json")), "--run detect", image, None)
 
 
-def _landmarks_item(image, brain_img):
-    """``medcli landmarks`` (AFIDs, atlas registration) with the brain mask already found: no second extraction."""
+def _landmarks_items(image, brain_img):
+    """``medcli landmarks`` (AFIDs, atlas registration) with the brain mask already found: no second extraction.
+    The points, and the step (method, template) for the provenance table."""
+    from pathlib import Path
+
     import numpy as np
 
     from medcli import io
@@ -256,7 +259,9 @@ def _landmarks_item(image, brain_img):
     det = detect_atlas(image, lset, mask=mask, template=io.read(lset.template), device=torch_device(), log=log.debug)
     for w in det.warnings:
         log.warning(f"landmarks: {w}")
-    return Item("landmarks", "--run landmarks", det.points)
+    reg = det.stats
+    step = f"landmarks ({lset.name}, atlas: {reg.get('type', 'syn')} registration to {Path(lset.template).name})"
+    return [Item("landmarks", "--run landmarks", det.points), Item("step", "--run landmarks", {"step": step})]
 
 
 @command(

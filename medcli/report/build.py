@@ -182,7 +182,13 @@ def narrative(doc: dict[str, Any]) -> list[dict[str, str]]:
                 "ref": big["anchor"],
             })
     if doc.get("landmarks"):
-        out.append({"text": f"{len(doc['landmarks'])} landmarks were placed.", "ref": "landmarks"})
+        pts = doc["landmarks"]
+        placed = [p for p in pts if all(x is not None and math.isfinite(x) for x in p["ras_mm"])]
+        conf = [p["confidence"] for p in placed if p.get("confidence") is not None]
+        count = f"{len(placed)}" if len(placed) == len(pts) else f"{len(placed)} of {len(pts)}"
+        missing = f" ({len(pts) - len(placed)} outside the field of view)" if len(placed) < len(pts) else ""
+        how = f", median confidence {float(np.median(conf)):.2f}" if conf else ""
+        out.append({"text": f"{count} landmarks were placed{missing}{how}.", "ref": "landmarks"})
     for i, r in enumerate(doc.get("registration") or []):
         if r.get("metric_before") is not None:
             out.append({
@@ -215,7 +221,8 @@ def build(image: Image, source: str, items: Sequence[Item], sha256: str | None =
     pts = [it for it in items if it.kind == "landmarks"]
     if pts:
         doc["landmarks"] = [
-            {"label": p.labels[i], "description": p.descriptions[i], "ras_mm": [round(float(x), 2) for x in p.ras[i]], "source": it.path}
+            {"label": p.labels[i], "description": p.descriptions[i], "ras_mm": [round(float(x), 2) for x in p.ras[i]],
+             "confidence": _confidence(p, i), "source": it.path}
             for it in pts for p in [it.data] for i in range(len(p))
         ]
     regs = [it for it in items if it.kind == "register_stats"]
@@ -232,6 +239,12 @@ def build(image: Image, source: str, items: Sequence[Item], sha256: str | None =
     doc["models"] = [{"model": m, "sha256": s, **(card_summary(m) or {})} for m, s in models.items()]
     doc["narrative"] = narrative(doc)
     return doc
+
+
+def _confidence(points, i: int) -> float | None:
+    """The confidence ``landmarks`` gave point ``i`` (local similarity to the template), None when unknown."""
+    c = points.confidences
+    return round(float(c[i]), 3) if c is not None and math.isfinite(float(c[i])) else None
 
 
 def provenance(items: Sequence[Item]) -> list[dict[str, Any]]:
@@ -252,6 +265,8 @@ def provenance(items: Sequence[Item]) -> list[dict[str, Any]]:
             rows.append({"step": f"detect ({method})" if method else "detect", "model": name, "sha256": sha, "source": it.path})
         elif it.kind == "register_stats":
             rows.append({"step": "register", "model": None, "sha256": None, "source": it.path})
+        elif it.kind == "step":  # an analysis report --run ran itself that leaves no other trace of its method
+            rows.append({"step": d["step"], "model": d.get("model"), "sha256": d.get("sha256"), "source": it.path})
     return rows
 
 

@@ -98,10 +98,10 @@ REPORT_HTML = """<!DOCTYPE html>
 <section aria-labelledby="h-landmarks" id="landmarks">
 <h2 id="h-landmarks">Landmarks</h2>
 <div class="wrap"><table>
-<caption>Landmarks in RAS mm.</caption>
-<thead><tr><th scope="col">Label</th><th scope="col">Description</th><th scope="col" class="n">R</th><th scope="col" class="n">A</th><th scope="col" class="n">S</th><th scope="col">From</th></tr></thead>
+<caption>Landmarks in RAS mm, with the confidence the landmarks step gave each (0-1; – when unknown).</caption>
+<thead><tr><th scope="col">Label</th><th scope="col">Description</th><th scope="col" class="n">R</th><th scope="col" class="n">A</th><th scope="col" class="n">S</th><th scope="col" class="n">Confidence</th><th scope="col">From</th></tr></thead>
 <tbody>
-{% for p in doc.landmarks %}<tr><th scope="row">{{ p.label }}</th><td>{{ p.description }}</td>{% for x in p.ras_mm %}<td class="n">{{ x|num }}</td>{% endfor %}<td>{{ p.source }}</td></tr>
+{% for p in doc.landmarks %}<tr><th scope="row">{{ p.label }}</th><td>{{ p.description }}</td>{% for x in p.ras_mm %}<td class="n">{{ x|num }}</td>{% endfor %}<td class="n">{{ p.confidence|num(2) }}</td><td>{{ p.source }}</td></tr>
 {% endfor %}
 </tbody></table></div>
 </section>
@@ -195,9 +195,9 @@ Made by {{ doc.generated_by }}.
 
 ## Landmarks
 
-| label | R | A | S |
-|---|---:|---:|---:|
-{% for p in doc.landmarks %}| {{ p.label }} | {{ p.ras_mm|map('num')|join(' | ') }} |
+| label | description | R | A | S | confidence |
+|---|---|---:|---:|---:|---:|
+{% for p in doc.landmarks %}| {{ p.label }} | {{ p.description }} | {{ p.ras_mm|map('num')|join(' | ') }} | {{ p.confidence|num(2) }} |
 {% endfor %}
 {% endif %}
 

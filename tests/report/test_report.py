@@ -14,6 +14,7 @@ from medcli import io
 from medcli.errors import InputError
 from medcli.image import Image
 from medcli.report.inputs import recognise
+from tests.report.conftest import AFIDS
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +150,29 @@ def test_register_stats_in_report(scan_inputs, t1, tmp_path):
     out = scan_report(t1, "t1", [item], ["md", "json"], sha256=sha)
     assert "Registration (affine, mattes) changed the similarity from -0.410 to -0.620." in out["md"]
     assert json.loads(out["json"])["registration"][0]["metric_after"] == -0.62
+
+
+def test_landmarks_with_confidence_and_missing_points(t1):
+    """landmarks' own output (confidence per point, NaN where outside the field of view): narrative, HTML and Markdown."""
+    from medcli.io.points import read_points
+    from medcli.report.api import scan_report
+    from medcli.report.inputs import Item
+
+    pts = read_points(str(AFIDS))
+    ras = pts.ras.copy()
+    ras[[3, 7]] = np.nan
+    conf = np.linspace(0.5, 0.9, len(pts))
+    conf[[3, 7]] = np.nan
+    moved = pts.moved(ras)
+    moved.confidences = conf
+    out = scan_report(t1, "t1", [Item("landmarks", "--run landmarks", moved)], ["html", "md", "json"])
+    doc = json.loads(out["json"])
+    want = float(np.median(np.delete(conf, [3, 7])))
+    sentence = f"30 of 32 landmarks were placed (2 outside the field of view), median confidence {want:.2f}."
+    assert [s["text"] for s in doc["narrative"] if s["ref"] == "landmarks"] == [sentence]
+    assert f'<a href="#landmarks">{sentence}</a>' in out["html"]
+    assert doc["landmarks"][3]["confidence"] is None and doc["landmarks"][0]["confidence"] == pytest.approx(0.5)
+    first = doc["landmarks"][0]
+    cells = "".join(f'<td class="n">{x:,.1f}</td>' for x in first["ras_mm"]) + '<td class="n">0.50</td>'
+    assert cells in out["html"]
+    assert f"| {first['label']} | {first['description']} | " + " | ".join(f"{x:,.1f}" for x in first["ras_mm"]) + " | 0.50 |" in out["md"]

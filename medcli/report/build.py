@@ -132,8 +132,32 @@ def _label_info(label_items: Sequence[Item], image: Image) -> list[tuple[str, di
     return out
 
 
-def _where(center_ras: Sequence[float], image: Image, info: Sequence[tuple[str, dict, np.ndarray, float | None]]) -> str:
-    """'left hemisphere white matter': side from the brain's centre, tissue from a tissue map."""
+def midsagittal_plane(point_items: Sequence[Item]) -> tuple[np.ndarray, float, int] | None:
+    """The mid-sagittal plane (unit normal towards the patient's right, offset in mm, pairs used) from landmarks
+    that come in right/left pairs ('R superior LMS' / 'L superior LMS' ...), None with fewer than 3 pairs.
+
+    The landmarks were carried from the template by registration, so this is the template's midline in the
+    subject: it follows a tilted or off-centre head, where the centre of the brain mask does not.
+    """
+    sides: dict[str, dict[str, np.ndarray]] = {}
+    for it in point_items:
+        p = it.data
+        for i in range(len(p)):
+            m = re.match(r"^(R|L|right|left)[\s_-]+(.+)$", (p.descriptions[i] or p.labels[i]).strip(), re.I)
+            if m and np.all(np.isfinite(p.ras[i])):
+                sides.setdefault(m.group(2).lower(), {})[m.group(1)[0].upper()] = np.asarray(p.ras[i], float)
+    pairs = [(v["R"], v["L"]) for v in sides.values() if "R" in v and "L" in v and np.linalg.norm(v["R"] - v["L"]) > 1.0]
+    if len(pairs) < 3:
+        return None
+    n = np.mean([(r - left) / np.linalg.norm(r - left) for r, left in pairs], axis=0)
+    n /= np.linalg.norm(n)
+    return n, float(np.mean([n @ ((r + left) / 2) for r, left in pairs])), len(pairs)
+
+
+def _where(center_ras: Sequence[float], image: Image, info: Sequence[tuple[str, dict, np.ndarray, float | None]],
+           plane: tuple[np.ndarray, float, int] | None = None) -> str:
+    """'left hemisphere white matter': side from the landmarks' mid-sagittal ``plane`` (else the brain's centre),
+    tissue from a tissue map."""
     c = np.asarray(center_ras, float)
     if not np.all(np.isfinite(c)):
         return ""
@@ -147,7 +171,9 @@ def _where(center_ras: Sequence[float], image: Image, info: Sequence[tuple[str, 
             v = int(data[tuple(ijk)])
             if v in table:
                 words.append(tissue_names.get(table[v][0], table[v][0]))
-    if brain_x is not None:
+    if plane is not None:
+        words.insert(0, "right hemisphere" if plane[0] @ c > plane[1] else "left hemisphere")
+    elif brain_x is not None:
         words.insert(0, "right hemisphere" if c[0] > brain_x else "left hemisphere")  # RAS+: +x is the patient's right
     return " ".join(words)
 
@@ -207,18 +233,22 @@ def build(image: Image, source: str, items: Sequence[Item], sha256: str | None =
     doc["inputs"] = [{"path": it.path, "kind": it.kind} for it in items]
     doc["volumes"] = volumes(items, image)
     finding_items = [it for it in items if it.kind == "findings"]
+    pts = [it for it in items if it.kind == "landmarks"]
     if finding_items:
         info = _label_info(labels, image)
+        plane = midsagittal_plane(pts)
+        if plane is not None or any(x is not None for *_, x in info):
+            doc["side_from"] = (f"the mid-sagittal plane of {plane[2]} right/left landmark pairs" if plane is not None
+                                else "the centre of the brain in the label map")
         rows = []
         for it in finding_items:
             for f in it.data["findings"]:
                 r = dict(f)
                 r["anchor"] = f"finding-{len(rows) + 1}"
-                r["where"] = _where(f["center_ras_mm"], image, info)
+                r["where"] = _where(f["center_ras_mm"], image, info, plane)
                 r["source"] = it.path
                 rows.append(r)
         doc["findings"] = rows
-    pts = [it for it in items if it.kind == "landmarks"]
     if pts:
         doc["landmarks"] = [
             {"label": p.labels[i], "description": p.descriptions[i], "ras_mm": [round(float(x), 2) for x in p.ras[i]],

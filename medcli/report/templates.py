@@ -83,7 +83,7 @@ REPORT_HTML = """<!DOCTYPE html>
 <h2 id="h-findings">Findings</h2>
 {% if doc.findings %}
 <div class="wrap"><table>
-<caption>Focal findings from <code>medcli detect</code>: centre in RAS mm, equivalent diameter, detector score (not a probability of disease).</caption>
+<caption>Focal findings from <code>medcli detect</code>: centre in RAS mm, equivalent diameter, detector score (not a probability of disease).{% if doc.side_from %} Side from {{ doc.side_from }}.{% endif %}</caption>
 <thead><tr><th scope="col">#</th><th scope="col">Location</th><th scope="col" class="n">Centre R, A, S (mm)</th><th scope="col" class="n">Diameter (mm)</th><th scope="col" class="n">Volume (mL)</th><th scope="col" class="n">Score</th><th scope="col">Crop</th></tr></thead>
 <tbody>
 {% for f in doc.findings %}<tr id="{{ f.anchor }}"><th scope="row">{{ f.id }}</th><td>{{ f.where or f.label }}</td><td class="n">{{ f.center_ras_mm|map('num')|join(', ') }}</td><td class="n">{{ f.diameter_mm|num }}</td><td class="n">{{ f.volume_ml|num(3) }}</td><td class="n">{{ f.score|num(2) }}</td>
@@ -190,6 +190,10 @@ Made by {{ doc.generated_by }}.
 |---|---|---|---:|---:|
 {% for f in doc.findings %}| {{ f.id }} | {{ f.where or f.label }} | {{ f.center_ras_mm|map('num')|join(', ') }} | {{ f.diameter_mm|num }} | {{ f.score|num(2) }} |
 {% endfor %}
+{% if doc.side_from %}
+
+Side from {{ doc.side_from }}.
+{% endif %}
 {% endif %}
 {% if doc.landmarks is defined %}
 

@@ -176,3 +176,27 @@ def test_landmarks_with_confidence_and_missing_points(t1):
     cells = "".join(f'<td class="n">{x:,.1f}</td>' for x in first["ras_mm"]) + '<td class="n">0.50</td>'
     assert cells in out["html"]
     assert f"| {first['label']} | {first['description']} | " + " | ".join(f"{x:,.1f}" for x in first["ras_mm"]) + " | 0.50 |" in out["md"]
+
+
+def test_side_from_the_landmarks_midsagittal_plane(scan_inputs, t1, tmp_path):
+    """With right/left landmark pairs the side of a finding comes from their mid-sagittal plane (it follows a head
+    off the image's centre), without them from the brain's centre in the label map."""
+    from medcli.cli.command import sha256_of
+    from medcli.io.points import read_points
+    from medcli.report.build import build
+    from medcli.report.inputs import Item
+
+    sha = sha256_of(str(scan_inputs["t1"]))
+    doc = json.loads(scan_inputs["findings"].read_text())
+    c = [6.0, -20.0, 20.0]  # 6 mm right of the MNI midline
+    doc["findings"][0].update(center_ras_mm=c, box_ras_mm=[x - 3 for x in c] + [x + 3 for x in c])
+    (tmp_path / "f.json").write_text(json.dumps(doc))
+    items = [recognise(str(scan_inputs["labels"]), t1, sha), recognise(str(tmp_path / "f.json"), t1, sha)]
+    plain = build(t1, "t1", items, sha)
+    assert plain["findings"][0]["where"].startswith("right hemisphere")
+    assert plain["side_from"] == "the centre of the brain in the label map"
+    pts = read_points(str(AFIDS))
+    for shift, side in ((12.0, "left"), (-12.0, "right")):  # the head's midline 12 mm right (left) of the finding's x
+        moved = build(t1, "t1", items + [Item("landmarks", "afids", pts.moved(pts.ras + [shift, 0.0, 0.0]))], sha)
+        assert moved["findings"][0]["where"].startswith(f"{side} hemisphere"), (shift, moved["findings"][0]["where"])
+        assert moved["side_from"] == "the mid-sagittal plane of 11 right/left landmark pairs"

@@ -52,7 +52,8 @@ def seg_voxels(ds, labels) -> dict[int, np.ndarray]:
     frames = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
     out: dict[int, list] = {}
     for fg, px in zip(ds.PerFrameFunctionalGroupsSequence, frames):
-        number = int(fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        ident = fg if "SegmentIdentificationSequence" in fg else shared  # one segment: in the shared group
+        number = int(ident.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         ipp = np.array(fg.PlanePositionSequence[0].ImagePositionPatient, float)
         r, c = np.nonzero(px)
         lps = ipp + c[:, None] * ps[1] * iop[:3] + r[:, None] * ps[0] * iop[3:]
@@ -157,3 +158,24 @@ def test_segment_dicom_seg_cli(cli, series, tmp_path):
     assert r.returncode == 3 and "--dicom-seg needs a DICOM series" in r.stderr.decode()
     assert len(r.stderr.decode().strip().splitlines()) == 1
     assert not (tmp_path / "n.nii.gz").exists() and not (tmp_path / "n_seg.dcm").exists()
+
+
+def test_seg_of_a_brain_mask_and_ct_lungs_codes(series):
+    """The brain task's one label is SNOMED CT 'Brain'; the lungs' two are 'Lung' with a Right / Left modifier."""
+    from medcli.io.dicom_seg import seg_bytes
+
+    d, img, lab = series
+    brain = img.with_data((np.asarray(lab.data) > 0).astype(np.uint8))
+    ds = pydicom.dcmread(BytesIO(seg_bytes(brain, LABELS["brain"], str(d / "s"), img.meta["dicom"]["series_uid"], algorithm="deepbet")))
+    (seg,) = ds.SegmentSequence
+    assert (seg.SegmentLabel, seg.SegmentedPropertyTypeCodeSequence[0].CodeValue) == ("brain", "12738006")
+    assert seg.SegmentAlgorithmName == "deepbet" and seg.SegmentationAlgorithmIdentificationSequence[0].AlgorithmFamilyCodeSequence[0].CodeMeaning == "Artificial Intelligence"
+    assert np.array_equal(seg_voxels(ds, brain)[1], want_voxels(brain, 1))
+    lungs = img.with_data(np.where(np.asarray(lab.data) > 0, np.where(np.indices(img.shape)[0] < 32, 2, 1), 0).astype(np.uint8))
+    ds = pydicom.dcmread(BytesIO(seg_bytes(lungs, LABELS["ct-lungs"], str(d / "s"), img.meta["dicom"]["series_uid"], algorithm="rules",
+                                           learned=False)))
+    types = [s.SegmentedPropertyTypeCodeSequence[0] for s in ds.SegmentSequence]
+    assert [t.CodeValue for t in types] == ["39607008", "39607008"]
+    assert [t.SegmentedPropertyTypeModifierCodeSequence[0].CodeMeaning for t in types] == ["Right", "Left"]
+    got = seg_voxels(ds, lungs)
+    assert np.array_equal(got[1], want_voxels(lungs, 1)) and np.array_equal(got[2], want_voxels(lungs, 2))

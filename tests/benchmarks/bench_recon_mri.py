@@ -211,10 +211,10 @@ def _read_cfl(base: str) -> np.ndarray:
     return np.fromfile(base + ".cfl", np.complex64).reshape(dims, order="F")
 
 
-def run_medcli(ks: formats.KSpace, learned_only: bool = False, only: list | None = None):
+def run_medcli(ks: formats.KSpace, learned_only: bool = False, only: list | None = None, model: str | None = None):
     runs = [("zerofill", dict(method="zerofill")), ("sense", dict(method="sense", iterations=ITS["sense"])),
             ("cs wavelet", dict(method="cs", reg="wavelet", iterations=ITS["cs"])),
-            ("cs tv", dict(method="cs", reg="tv", iterations=ITS["cs"])), ("learned", dict(method="learned"))]
+            ("cs tv", dict(method="cs", reg="tv", iterations=ITS["cs"])), ("learned", dict(method="learned", model=model))]
     out = {}
     for name, kw in runs[-1:] if learned_only else [r for r in runs[:-1] if only is None or r[0] in only]:
         t0 = time.perf_counter()
@@ -259,6 +259,7 @@ def main() -> None:
     ap.add_argument("--skip-learned", action="store_true", help="no learned rows (the model is still training)")
     ap.add_argument("--reuse", action="store_true", help="reuse the cached classical and peer results; recompute learned")
     ap.add_argument("--redo", nargs="*", default=[], help="with --reuse: medcli methods to recompute (e.g. sense)")
+    ap.add_argument("--model", default=None, help="learned model (hub name or run folder; default: the registered recon-mri)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_recon_mri_"))
     data, zs = datasets(work, args.quick)
@@ -312,7 +313,7 @@ def main() -> None:
                 for m in args.redo:
                     entries[m] = {**entries[m], "o": best_of(ours, ref, m)}  # None: medcli refused (reported on stderr)
             if not args.skip_learned:
-                entries["learned"] = {"o": best_of(run_medcli(ks, learned_only=True), ref, "learned"), "s": None, "b": None}
+                entries["learned"] = {"o": best_of(run_medcli(ks, learned_only=True, model=args.model), ref, "learned"), "s": None, "b": None}
             for mname, e in entries.items():
                 o, sg, b = e["o"], e["s"], e["b"]
                 if o is None:

@@ -1,21 +1,27 @@
 """The learned reconstruction (``--method learned``): an unrolled network, and its training data.
 
-:class:`UnrolledNet` alternates, for a fixed number of cascades, a gradient
-step on data consistency with a small residual CNN on the complex image (two
-channels), each cascade with its own weights and step size (VarNet-style, with
-ESPIRiT maps as MoDL uses them instead of a learned sensitivity network):
+:class:`UnrolledNet` alternates, for a fixed number of cascades, a small residual
+CNN on the complex image (two channels) with data consistency, each cascade
+with its own weights and step (ESPIRiT maps as MoDL uses them instead of a
+learned sensitivity network). The shipped model (``dc="cs"``) starts from a
+short TV-regularised SENSE reconstruction (the ``cs`` method's solver, few
+iterations) and refines it with exact data consistency by conjugate gradients:
 
-    x_{t+1} = x_t - eta_t A^H (A x_t - y) + CNN_t(x_t),   x_0 = A^H y
+    x_0 = CS-TV(y),   z_t = x_t + CNN_t(x_t),   x_{t+1} = argmin ||A x - y||^2 + mu_t ||x - z_t||^2
+
+(``dc="cg"`` starts from CG-SENSE instead, ``dc="gradient"`` replaces the CG
+solve by one gradient step, VarNet-style.)
 
 The network's input is one packed real tensor so that the training engine
 (:mod:`medcli.train.engine`) handles it like any image model: channels
-[Re y_c, Im y_c, Re S_c, Im S_c] for every coil and the mask; coils that are
-all zero change nothing, so batches with fewer coils are padded with them.
+[Re y_c, Im y_c, Re S_c, Im S_c] for every coil and the mask (and, in training,
+the precomputed first iterate); coils that are all zero change nothing, so
+batches with fewer coils are padded with them.
 
-:func:`training_pair` simulates that input from axial slices of the MNI T1
-(random crops, flips, gamma, tissue-contrast mixtures, random smooth phase,
-4-12 coils at random positions, 1D random or equispaced masks at 3-9x with
-fastMRI's centre fraction 0.32 / R, noise at random SNR). Slices
+:func:`cs_training_pair` simulates that input from axial slices of the MNI T1
+and tissue-contrast renderings of its GM/WM/CSF maps exactly as run time makes
+it: ESPIRiT maps estimated from the undersampled k-space, the CS-TV first
+iterate, noisy data, calibration regions of realistic width. Slices
 ``HELD_OUT`` (and a margin) are never drawn: the tests and the benchmark
 measure on them.
 """
@@ -23,6 +29,7 @@ measure on them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -41,19 +48,22 @@ def _slices_for_training() -> list[int]:
 
 
 def unpack(x):
-    """Packed (B, 4C+1, H, W) -> k (B, C, H, W) complex, maps (B, C, H, W) complex, mask (B, H, W)."""
+    """Packed (B, 4C+1, H, W) -> k (B, C, H, W) complex, maps (B, C, H, W) complex, mask (B, H, W).
+
+    A packed tensor of 4C+3 channels also carries the first iterate (its last two channels, Re and Im):
+    returned as a fourth item (None otherwise). Training data carry it precomputed (it is a fixed function
+    of the data, no gradient flows through it); at run time the network computes it.
+    """
     import torch
 
+    first = None
+    if (x.shape[1] - 3) % 4 == 0:
+        first = torch.complex(x[:, -2], x[:, -1])
+        x = x[:, :-2]
     c = (x.shape[1] - 1) // 4
     k = torch.complex(x[:, :c], x[:, c : 2 * c])
     s = torch.complex(x[:, 2 * c : 3 * c], x[:, 3 * c : 4 * c])
-    return k, s, x[:, 4 * c]
-
-
-def pack(k, maps, mask):
-    import torch
-
-    return torch.cat([k.real, k.imag, maps.real, maps.imag, mask[:, None]], 1)
+    return k, s, x[:, 4 * c], first
 
 
 def _build():
@@ -90,17 +100,32 @@ def _build():
         z = x + CNN(x) and x = argmin ||A x - y||^2 + mu ||x - z||^2 by ``cg_iterations`` of CG
         (exact data consistency; the aliasing of 1D undersampling is unfolded by the coils, which
         a few gradient steps cannot do). ``steps`` holds eta or mu per cascade.
+        ``dc="cs"``: as ``cg`` but the first iterate is a short TV-regularised SENSE
+        (:func:`~medcli.recon.mri.methods.cs_tv`, ``cs_iterations`` primal-dual steps at
+        lambda = ``cs_lambda`` x max |A^H y|), so the cascades refine a CS image rather than a noisy,
+        aliased CG-SENSE one; mu starts at ``mu_init`` (large: the untrained network returns about
+        the CS image).
         """
 
         def __init__(self, cascades: int = 6, features: int = 24, layers: int = 4, dc: str = "gradient",
-                     cg_iterations: int = 6, cg_init: int = 10):
+                     cg_iterations: int = 6, cg_init: int = 10, cs_iterations: int = 20, cs_lambda: float = 0.008,
+                     mu_init: float = 0.5):
             super().__init__()
             self.cascades = nn.ModuleList([Regulariser(features, layers) for _ in range(cascades)])
-            self.steps = nn.Parameter(torch.full((cascades,), 0.5))
+            self.steps = nn.Parameter(torch.full((cascades,), float(mu_init)))
             self.dc, self.cg_iterations, self.cg_init = dc, cg_iterations, cg_init
+            self.cs_iterations, self.cs_lambda = cs_iterations, cs_lambda
 
-        def reconstruct(self, k, maps, mask):
-            """Complex image (B, H, W) from k-space (B, C, H, W), maps and mask (B, H, W)."""
+        def first_iterate(self, k, maps, mask):
+            """The CS-TV start of ``dc="cs"`` (no gradient: a fixed function of the data)."""
+            from medcli.recon.mri.methods import cs_tv
+
+            with torch.no_grad():
+                lam = self.cs_lambda * adjoint(k, maps, mask).abs().amax(dim=(-2, -1), keepdim=True)
+                return cs_tv(k, maps, mask, lam, self.cs_iterations)
+
+        def reconstruct(self, k, maps, mask, first=None):
+            """Complex image (B, H, W) from k-space (B, C, H, W), maps and mask (B, H, W) (and the first iterate)."""
             from medcli.recon.mri.methods import conjugate_gradient
 
             aty = adjoint(k, maps, mask)
@@ -109,7 +134,10 @@ def _build():
                 for eta, reg in zip(self.steps, self.cascades):
                     x = x - eta * (normal(x, maps, mask) - aty) + reg(x)
                 return x
-            x = conjugate_gradient(lambda v: normal(v, maps, mask), aty, aty, self.cg_init)
+            if self.dc == "cs":
+                x = self.first_iterate(k, maps, mask) if first is None else first
+            else:
+                x = conjugate_gradient(lambda v: normal(v, maps, mask), aty, aty, self.cg_init)
             for mu_raw, reg in zip(self.steps, self.cascades):
                 mu = mu_raw.abs() + 0.05
                 z = x + reg(x)
@@ -117,7 +145,8 @@ def _build():
             return x
 
         def forward(self, packed):
-            return self.reconstruct(*unpack(packed)).abs()[:, None]
+            k, maps, mask, first = unpack(packed)
+            return self.reconstruct(k, maps, mask, first).abs()[:, None]
 
     return UnrolledNet
 
@@ -153,19 +182,12 @@ def support(image: np.ndarray) -> np.ndarray:
     return ndimage.binary_dilation(obj, iterations=4)
 
 
-def training_pair(rng: np.random.Generator, size: int = 112, max_coils: int = 12, coils: tuple[int, int] = (4, 12),
-                  accel: tuple[float, float] = (3.0, 9.0), snr: tuple[float, float] = (15.0, 80.0),
-                  held_out: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """One (packed input, target magnitude) pair; see the module docstring.
-
-    ``held_out=True`` draws from the held-out slices instead (validation only).
-    """
-    from medcli.recon.mri.simulate import coil_maps, line_mask, smooth_phase
-    from medcli.recon.mri.fft import fft2c
-
+def training_image(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A real (size, size) object: a random crop of an axial MNI T1 training slice (flipped, transposed),
+    its intensities gamma-warped, or (30 %) its GM/WM/CSF maps rendered with random tissue intensities
+    (another contrast)."""
     t1, gm, wm, csf = _volumes()
-    zs = list(range(*HELD_OUT)) if held_out else _slices_for_training()
-    z = int(rng.choice(zs))
+    z = int(rng.choice(_slices_for_training()))
     if rng.uniform() < 0.3:  # another contrast: random tissue intensities
         mu = rng.uniform(0.1, 1.0, size=3)
         img = mu[0] * gm[:, :, z] + mu[1] * wm[:, :, z] + mu[2] * csf[:, :, z]
@@ -186,7 +208,32 @@ def training_pair(rng: np.random.Generator, size: int = 112, max_coils: int = 12
         crop = img[i0 : i0 + size, j0 : j0 + size]
         if np.mean(crop > 0.1 * img.max()) > 0.25:
             break
-    img = np.ascontiguousarray(crop).astype(np.float32)
+    return np.ascontiguousarray(crop).astype(np.float32)
+
+
+def cs_training_pair(rng: np.random.Generator, size: int = 128, max_coils: int = 10, coils: tuple[int, int] = (6, 10),
+                     accel: tuple[float, float] = (3.0, 9.0), snr: tuple[float, float] = (20.0, 100.0),
+                     acs_width: tuple[float, float] = (128.0, 256.0), cs_iterations: int = 20,
+                     cs_lambda: float = 0.008) -> tuple[np.ndarray, np.ndarray]:
+    """One pair for the ``dc="cs"`` network, made as run time makes its input (what the 1.0 model lacked).
+
+    The object (:func:`training_image`) times smooth coil maps (random ring), with a random smooth phase
+    (half the time), is Fourier transformed, undersampled by a 1D random (60 %) or equispaced mask at R in
+    ``accel`` whose fully sampled centre has fastMRI's 0.32 / R of a ``acs_width`` wide matrix (so the
+    calibration region has the width a 4x / 8x scan of 128-256 lines has: about 10-20 / 5-10 lines),
+    and always corrupted by noise (SNR in ``snr``). The coil maps packed are then ESPIRiT's, estimated from
+    that undersampled k-space (as ``medcli recon`` does), not the true ones; and the packed first iterate is
+    the CS-TV image the network starts from at run time. Target: the object's magnitude (what the
+    benchmark's reference, the RSS of the fully sampled noiseless coil images, equals).
+    """
+    import torch
+
+    from medcli.recon.mri.espirit import espirit_maps
+    from medcli.recon.mri.fft import fft2c
+    from medcli.recon.mri.methods import adjoint, cs_tv
+    from medcli.recon.mri.simulate import coil_maps, line_mask, smooth_phase
+
+    img = training_image(rng, size)
     nc = int(rng.integers(coils[0], coils[1] + 1))
     maps = coil_maps((size, size), nc, rng)
     obj = img.astype(np.complex64)
@@ -194,21 +241,52 @@ def training_pair(rng: np.random.Generator, size: int = 112, max_coils: int = 12
         obj = obj * np.exp(1j * smooth_phase((size, size), rng))
     r = float(rng.uniform(*accel))
     pattern = "random" if rng.uniform() < 0.6 else "equispaced"
-    m = line_mask(size, r, 0.32 / r, pattern, rng)
+    lines = max(int(round(rng.uniform(*acs_width) * 0.32 / r)), 4)
+    m = line_mask(size, r, lines / size, pattern, rng)
     mask = np.broadcast_to(m[None, :], (size, size)).astype(np.float32)
     k = fft2c(maps * obj[None])
-    if rng.uniform() < 0.7:
-        fg = img > 0.1 * img.max()
-        sigma = float(img[fg].mean()) / rng.uniform(*snr) if fg.any() else 0.0
-        k = k + (rng.normal(scale=sigma / np.sqrt(2), size=k.shape) + 1j * rng.normal(scale=sigma / np.sqrt(2), size=k.shape))
+    fg = img > 0.1 * img.max()
+    sigma = float(img[fg].mean()) / rng.uniform(*snr) if fg.any() else 0.0
+    k = k + (rng.normal(scale=sigma / np.sqrt(2), size=k.shape) + 1j * rng.normal(scale=sigma / np.sqrt(2), size=k.shape))
     k = (k * mask[None]).astype(np.complex64)
-    maps = maps * support(img)[None]
-    scale = input_scale(k, maps, mask)
+    kt = torch.from_numpy(k)
+    esp = espirit_maps(kt, mask > 0)
+    scale = input_scale(k, esp.numpy(), mask)
+    kt, mt = (kt / scale)[None], torch.from_numpy(mask)[None]
+    with torch.no_grad():
+        lam = cs_lambda * float(adjoint(kt, esp[None], mt).abs().max())
+        first = cs_tv(kt, esp[None], mt, lam, cs_iterations)[0].numpy()
     kp = np.zeros((max_coils, size, size), np.complex64)
     sp = np.zeros((max_coils, size, size), np.complex64)
-    kp[:nc], sp[:nc] = k / scale, maps
-    packed = np.concatenate([kp.real, kp.imag, sp.real, sp.imag, mask[None]]).astype(np.float32)
-    return packed, (img / scale)[None].astype(np.float32)
+    kp[:nc], sp[:nc] = k / scale, esp.numpy()
+    packed = np.concatenate([kp.real, kp.imag, sp.real, sp.imag, mask[None], first.real[None], first.imag[None]])
+    return packed.astype(np.float32), (img / scale)[None].astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _cs_bank(count: int, seed: int, settings: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` pairs of :func:`cs_training_pair` drawn once per process (ESPIRiT + CS cost more than a step)."""
+    rng = np.random.default_rng(seed)
+    pairs = [cs_training_pair(rng, **dict(settings)) for _ in range(count)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def cs_training_bank(rng: np.random.Generator, bank: int = 300, bank_seed: int = 1, **settings: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A pair of a bank of ``bank`` :func:`cs_training_pair` pairs, times a random global phase.
+
+    The phase is an exact augmentation (k-space, first iterate and image all turn with it, the
+    magnitude target does not) that the CNN, acting on (Re, Im), must learn to be indifferent to.
+    """
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in settings.items()))  # hashable
+    xs, ys = _cs_bank(bank, bank_seed, frozen)
+    i = int(rng.integers(len(xs)))
+    x = xs[i].copy()
+    c = (x.shape[0] - 3) // 4
+    turn = np.exp(1j * rng.uniform(0, 2 * np.pi))
+    for re, im in ((slice(0, c), slice(c, 2 * c)), (slice(-2, -1), slice(-1, None))):
+        z = (x[re] + 1j * x[im]) * turn
+        x[re], x[im] = z.real, z.imag
+    return x, ys[i].copy()
 
 
 def input_scale(k: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> float:

@@ -40,6 +40,8 @@ BETA = 1.5
 #: training engine's validation cases by scripts/tune_tissue_refine.py (worst GM/WM Dice).
 REFINE_PRIOR_WEIGHT = 0.5
 REFINE_BETA = 0.6
+#: Intensity model of the refinement (:func:`medcli.segment.classical.gmm_mrf`'s ``likelihood``).
+REFINE_LIKELIHOOD = "gaussian"
 
 _MODELS: dict[str, Any] = {}
 
@@ -160,7 +162,7 @@ def segment_tissue(
         prior = learned_probabilities(image, brain, model, device)
         probs = gmm_mrf(
             np.asarray(image.data, np.float32), brain, image.spacing, beta=REFINE_BETA,
-            iterations=8, bias=bias, prior=prior, prior_weight=REFINE_PRIOR_WEIGHT,
+            iterations=8, bias=bias, prior=prior, prior_weight=REFINE_PRIOR_WEIGHT, likelihood=REFINE_LIKELIHOOD,
         )
     labels = np.zeros(image.shape[:3], np.uint8)
     labels[brain] = (np.argmax(probs[:, brain], axis=0) + 1).astype(np.uint8)

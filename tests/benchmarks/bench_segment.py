@@ -210,11 +210,33 @@ def dice(a: np.ndarray, b: np.ndarray, k: int) -> float:
     return float(2.0 * (x & y).sum() / s) if s else 1.0
 
 
-def run_medcli(image: Image, brain: np.ndarray, method: str, model: str = "tissue") -> np.ndarray:
-    from medcli.segment.tissue import segment_tissue
+def run_medcli(image: Image, brain: np.ndarray, method: str, model: str = "tissue", likelihood: str | None = None) -> np.ndarray:
+    """medcli's labels; ``likelihood`` overrides the learned method's refinement likelihood (REFINE_LIKELIHOOD)."""
+    from medcli.segment import tissue
 
-    labels, _ = segment_tissue(image, method=method, model=model, mask=Image(brain.astype(np.uint8), image.affine))
+    old = tissue.REFINE_LIKELIHOOD
+    tissue.REFINE_LIKELIHOOD = likelihood or old
+    try:
+        labels, _ = tissue.segment_tissue(image, method=method, model=model, mask=Image(brain.astype(np.uint8), image.affine))
+    finally:
+        tissue.REFINE_LIKELIHOOD = old
     return labels.data
+
+
+def variant_name(model: str, likelihood: str) -> str:
+    """Row name of a learned variant (``--variants``): the model and refinement it ran with."""
+    return f"medcli learned [{model}, {likelihood}]"
+
+
+def parse_variants(text: str) -> list[tuple[str, str]]:
+    """``MODEL:LIKELIHOOD;...`` -> [(model, likelihood)] (learned variants measured beside the shipped methods)."""
+    out = []
+    for item in filter(None, (t.strip() for t in text.split(";"))):
+        model, _, lik = item.rpartition(":")
+        if lik not in ("gaussian", "histogram") or not model:
+            raise SystemExit(f"--variants item {item!r} is not MODEL:gaussian or MODEL:histogram")
+        out.append((model, lik))
+    return out
 
 
 def run_network(image: Image, brain: np.ndarray, model: str) -> np.ndarray:
@@ -279,12 +301,16 @@ def main(argv=None) -> int:
     ap.add_argument("--drift", action="store_true", help="the drift-scanner cases instead (writes segment_drift.md)")
     ap.add_argument("--scanners", default="", help="with --drift: ';'-separated DRIFT_SCANNERS names (appends to segment_drift.md)")
     ap.add_argument("--model", default="tissue", help="learned tissue model: registry name or trained folder (runs/tissue)")
+    ap.add_argument("--variants", default="", help="extra learned rows, 'MODEL:gaussian|histogram;...' (a candidate model "
+                    "or refinement likelihood measured beside the shipped methods)")
+    ap.add_argument("--no-classical", action="store_true", help="leave out the classical method (its code is unchanged)")
     args = ap.parse_args(argv)
     learned = ["medcli learned", NETWORK_ONLY] if learned_available(args.model) else []
     if args.drift:
         # The network alone is a diagnostic of the main table; drift runs keep to the shipped methods.
         learned = learned[:1]
-    methods = ["medcli classical"] + learned + ["ANTs Atropos"]
+    variants = {variant_name(m, lik): (m, lik) for m, lik in parse_variants(args.variants)}
+    methods = ([] if args.no_classical else ["medcli classical"]) + learned + list(variants) + ["ANTs Atropos"]
     rows = []
     scanners = tuple(n.strip() for n in args.scanners.split(";") if n.strip())
     chosen = drift_cases(args.quick, scanners) if args.drift else cases(args.quick)
@@ -295,6 +321,8 @@ def main(argv=None) -> int:
                 seg = name_atropos(run_atropos(image, brain), brain, image.spacing)
             elif method == NETWORK_ONLY:
                 seg = run_network(image, brain, args.model)
+            elif method in variants:
+                seg = run_medcli(image, brain, "learned", *variants[method])
             else:
                 seg = run_medcli(image, brain, method.split()[1], args.model)
             dt, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -304,6 +332,8 @@ def main(argv=None) -> int:
     table = drift_table(rows, methods) if args.drift else format_table(rows, methods)
     if "medcli learned" in methods:
         table += f"\nmedcli learned = model {args.model!r}, weights sha256 {learned_sha(args.model)}.\n"
+    for model in dict.fromkeys(m for m, _ in variants.values()):
+        table += f"\nmedcli learned [{model}, ...] = weights sha256 {learned_sha(model)}.\n"
     print()
     print(table)
     if args.drift and scanners:

@@ -25,8 +25,8 @@ LABEL_HELP = (
         + LABEL_HELP
         + "\n\n--task brain runs a brain-extraction network chosen from the contrast the bundled 'contrast' model "
         "recognises (measured on held-out synthetic skull-on heads): deepbet for T1- and FLAIR-like heads, the voxels "
-        "deepbet calls brain both on the head and on its intensity-inverted copy (deepbet-consensus) for T2- and PD-like "
-        "ones; --model deepbet|deepbet-inverted|deepbet-consensus|hd-bet forces one (HD-BET is downloaded). It warns on stderr and in --stats (fields contrast, warnings) when the "
+        "deepbet calls brain both on the head and on its intensity-inverted copy, less those within 4 mm of the dark dura "
+        "(extra-cerebral CSF; deepbet-consensus), for T2- and PD-like ones; --model deepbet|deepbet-inverted|deepbet-consensus|hd-bet forces one (HD-BET is downloaded). It warns on stderr and in --stats (fields contrast, warnings) when the "
         "contrast is outside what the model was trained or validated on, the mask is outside 0.8-2.2 L or touches the border. "
         "--task tissue segments CSF/GM/WM inside the brain of an MR image of any contrast: 'learned' (default) "
         "runs the contrast-agnostic 'tissue' network (or --model NAME|PATH) and refines its output with a Gaussian "

@@ -33,6 +33,10 @@ CONTRASTS = ("ct", "t1", "t2", "pd", "flair")
 NAMES = {"ct": "CT", "t1": "MR T1-like", "t2": "MR T2-like", "pd": "MR PD-like", "flair": "MR FLAIR-like"}
 REGIONS = ("head, skull-stripped", "head with skull", "other body part")
 OFFSETS_MM = (-12.0, 0.0, 12.0)
+#: A field of view (mm, the widest in-plane extent) below which an image cannot hold a whole head.
+HEAD_MIN_MM = 110.0
+#: Largest pixel aspect ratio of a plane the model is shown when the image has planes closer to square.
+MAX_ASPECT = 6.0
 
 _CACHE: dict = {}
 
@@ -65,12 +69,25 @@ def planes_of(image: Image, size: int = 48) -> list[np.ndarray]:
     if thin:
         # One or a few slices: only the planes across the thin axis hold an image.
         axes = [a for a in axes if a in thin]
+    spacing = np.sqrt((np.asarray(ras.affine)[:3, :3] ** 2).sum(0))
+    # A plane across a stack of a few very thick slices (an EPI series with a slice gap) is a smear, not an
+    # image the model has seen (at most ~6:1 pixels in training): use the planes of the slices instead.
+    flat = [a for a in axes if max(np.delete(spacing, a)) <= MAX_ASPECT * min(np.delete(spacing, a))]
+    axes = flat or axes
     out = []
     for axis in axes:
         offsets = OFFSETS_MM if vol.shape[axis] >= 4 else (0.0,)
         for plane, sp in head_planes(vol, ras.affine, axis, offsets):
             out.append(present(plane, sp, size))
     return out
+
+
+def field_of_view_mm(image: Image) -> float:
+    """The widest extent (mm) of ``image`` along any of its axes of more than 3 voxels (its planes, not its slab)."""
+    shape = np.asarray(image.data).shape[:3]
+    spacing = np.sqrt((np.asarray(image.affine)[:3, :3] ** 2).sum(0))
+    ext = [n * float(s) for n, s in zip(shape, spacing) if n > 3]
+    return max(ext) if ext else float("inf")
 
 
 def recognise(image: Image, device=None) -> dict[str, Any]:
@@ -92,6 +109,11 @@ def recognise(image: Image, device=None) -> dict[str, Any]:
     p = p.reshape(len(CONTRASTS), len(REGIONS))
     pc, pr = p.sum(1), p.sum(0)
     c, r = int(pc.argmax()), int(pr.argmax())
+    fov = field_of_view_mm(image)
+    if r != 2 and fov < HEAD_MIN_MM:
+        # Physics over the network: no adult head fits in a field of view this small (a zoomed spine or joint
+        # series looks like a skull ring to a plane classifier).
+        r, pr = 2, np.array([0.0, 0.0, max(float(pr[2]), 0.5)])
     key = CONTRASTS[c]
     files = spec.get("files") or []
     return {

@@ -506,6 +506,8 @@ def contrast_sample(
     pool_seed: int = 1,
     held_out: bool = False,
     gamma: float = 0.1,
+    body_contrasts: Sequence[str] = CONTRASTS,
+    body_crop: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One training sample of the contrast model: a presented plane (2, size, size) and its class.
 
@@ -515,14 +517,21 @@ def contrast_sample(
     head's centre is cropped at random (a fraction ``crop`` of each side), mirrored, MR intensities
     gamma-warped (the tissue order stays), and presented as at inference
     (:func:`medcli.engine.classify.present`). ``pool = 0`` draws a fresh head per sample.
+
+    Body sections are rendered in ``body_contrasts`` only: the PD and FLAIR classes are defined by
+    the brain's tissue order, which a torso or limb does not have (there a section is CT, T1-like:
+    fluid dark, or T2-like: fluid bright). ``body_crop`` (default: ``crop``) is their window's range;
+    small windows are the zoomed fields of view inside the body (a spine, a joint) that real series have.
     """
     from medcli.engine.classify import present
 
+    window = crop
     if rng.random() < body_prob:
-        contrast = CONTRASTS[int(rng.integers(len(CONTRASTS)))]
+        contrast = str(body_contrasts[int(rng.integers(len(body_contrasts)))])
         plane, px = body_plane(rng, contrast)
         sp = (px, px)
         region = 2
+        window = crop if body_crop is None else body_crop
     else:
         if pool > 0:
             head = _pool_head(int(rng.integers(pool)), int(pool_seed), bool(held_out), tuple(spacings), tuple(slice_mm), float(stripped_prob))
@@ -533,7 +542,7 @@ def contrast_sample(
         plane, sp = head_planes(head.image, head.affine, axis, [rng.uniform(-offset_mm, offset_mm)])[0]
         region = int(head.skull)
     # A random window: a zoomed or partial field of view.
-    fr = rng.uniform(*crop, 2)
+    fr = rng.uniform(*window, 2)
     h, w = plane.shape
     ch, cw = max(8, int(h * fr[0])), max(8, int(w * fr[1]))
     oy, ox = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))

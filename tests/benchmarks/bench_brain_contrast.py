@@ -75,7 +75,7 @@ def bench_head(case: int):
                             skull=True, slice_mm=thick, slice_axis=axis)
 
 
-def brain_rows(args, saved: list[dict] | None = None) -> list[dict]:
+def brain_rows(args, saved: list[dict] | None = None, save: Path | None = None) -> list[dict]:
     """Dice, seconds and mL of every brain method on every benchmark head (only those missing from ``saved``)."""
     import torch
 
@@ -142,6 +142,12 @@ def brain_rows(args, saved: list[dict] | None = None) -> list[dict]:
             row[name] = (dice(mask, head.brain), t, float(np.asarray(mask, bool).sum() * vox_ml), dice(mask, head.intracranial))
             print(f"{row['name']}: {name}: Dice {row[name][0]:.4f}, {t:.1f} s, {row[name][2]:.0f} mL", flush=True)
         rows.append(row)
+        if save is not None:
+            # Each head's rows as soon as they are done: a run stopped half-way keeps what it measured.
+            import json
+
+            done = {r["case"] for r in rows}
+            save.write_text(json.dumps(rows + [r for r in saved or [] if r["case"] not in done], indent=1))
     return rows
 
 
@@ -164,7 +170,7 @@ def recognised_rows(args) -> dict[int, dict]:
 
 
 def brain_section(rows: list[dict], recs: dict[int, dict], threads: int) -> list[str]:
-    names = [n for n in rows[0] if n.startswith(("medcli", "deepbet", "HD-BET"))]
+    names = list(dict.fromkeys(n for r in rows for n in r if n.startswith(("medcli", "deepbet", "HD-BET"))))
     column = {"deepbet": "medcli deepbet", "deepbet-consensus": "medcli deepbet-consensus", "hd-bet": "medcli hd-bet fold 0"}
     for r in rows:
         # The default runs the recognition, then exactly the chosen model (deterministic): its mask is that
@@ -186,9 +192,14 @@ def brain_section(rows: list[dict], recs: dict[int, dict], threads: int) -> list
         "|---|" + "---:|---:|" * len(names),
     ]
     for r in rows:
-        lines.append(f"| {r['name']} | " + " | ".join(f"{r[n][0]:.4f} | {r[n][1]:.1f}" for n in names) + " |")
-    lines.append("| **min Dice / mean s** | " + " | ".join(
-        f"**{min(r[n][0] for r in rows):.4f}** | {np.mean([r[n][1] for r in rows]):.1f}" for n in names) + " |")
+        lines.append(f"| {r['name']} | " + " | ".join(f"{r[n][0]:.4f} | {r[n][1]:.1f}" if n in r else "- | -" for n in names) + " |")
+
+    def summary(n):
+        have = [r[n] for r in rows if n in r]
+        cut = "" if len(have) == len(rows) else f" ({len(have)} heads)"
+        return f"**{min(h[0] for h in have):.4f}**{cut} | {np.mean([h[1] for h in have]):.1f}"
+
+    lines.append("| **min Dice / mean s** | " + " | ".join(summary(n) for n in names) + " |")
     lines += ["", "Recognised contrast (the default's choice), mask volumes (mL; true brain, and intracranial = brain + "
               "the 1-3 mm extra-cerebral CSF rim the heads have) and Dice against the intracranial mask (the convention of "
               "tools whose masks reach the inner table):", "",
@@ -196,7 +207,7 @@ def brain_section(rows: list[dict], recs: dict[int, dict], threads: int) -> list
               "|---|---|---:|---:|" + "---:|" * len(names)]
     for r in rows:
         lines.append(f"| {r['name']} | {r['recognised']} | {r['ml_true']:.0f} | {r['ml_icv']:.0f} | "
-                     + " | ".join(f"{r[n][2]:.0f} / {r[n][3]:.4f}" for n in names) + " |")
+                     + " | ".join(f"{r[n][2]:.0f} / {r[n][3]:.4f}" if n in r else "-" for n in names) + " |")
     return lines
 
 
@@ -234,7 +245,7 @@ def main() -> None:
         if args.reuse_brain and saved.exists():
             old = json.loads(saved.read_text())
             print(f"brain masks: reusing {saved} (its Dice and times; only missing methods run)", file=sys.stderr)
-        rows = brain_rows(args, old)
+        rows = brain_rows(args, old, None if args.quick else saved)
         if not args.quick:
             saved.write_text(json.dumps(rows, indent=1))
             if args.masks_only:
@@ -275,15 +286,21 @@ def real_images() -> list[tuple[str, object, str, str]]:
     return out
 
 
+#: What a body section rendered in each contrast counts as: its fluid is dark (T1-like) or bright (T2-like).
+BODY_EXPECTED = {"ct": "ct", "t1": "t1", "flair": "t1", "t2": "t2", "pd": "t2"}
+
+
 def contrast_section(args) -> list[str]:
     from medcli.image import Image
     from medcli.segment.contrast import recognise
     from medcli.train import heads
 
     reps = 1 if args.quick else 2
-    confusion = np.zeros((5, 5), int)
+    confusion = np.zeros((5, 5), int)  # heads
+    body_conf = np.zeros((5, 5), int)  # body sections, rows: the contrast they were rendered in
     region_ok = region_n = 0
     times = []
+    wrong = []
     for rep in range(reps):
         for ci, contrast in enumerate(heads.CONTRASTS):
             for skull in (True, False):
@@ -295,13 +312,23 @@ def contrast_section(args) -> list[str]:
                     confusion[ci, heads.CONTRASTS.index(r["contrast"])] += 1
                     region_ok += r["skull"] is skull
                     region_n += 1
+                    if r["contrast"] != contrast or r["skull"] is not skull:
+                        wrong.append(f"{heads.CONTRAST_NAMES[contrast]} head {'with' if skull else 'without'} skull, "
+                                     f"{thick:g} mm slices -> {r['label']} ({r['confidence']:.2f}), {r['region']}")
             for k in range(2 * reps):
                 plane, px = heads.body_plane(np.random.default_rng([BENCH_SEED, 200 + rep, ci, k]), contrast)
                 r = recognise(Image(plane[:, :, None], np.diag([px, px, 5.0, 1.0])))
-                confusion[ci, heads.CONTRASTS.index(r["contrast"])] += 1
+                body_conf[ci, heads.CONTRASTS.index(r["contrast"])] += 1
                 region_ok += r["region"] == "other body part"
                 region_n += 1
+                if r["contrast"] != BODY_EXPECTED[contrast] or r["region"] != "other body part":
+                    wrong.append(f"body section rendered {contrast.upper()} -> {r['label']} ({r['confidence']:.2f}), {r['region']}")
     acc = np.trace(confusion) / confusion.sum()
+    exp = [heads.CONTRASTS.index(BODY_EXPECTED[c]) for c in heads.CONTRASTS]
+    body_ok = sum(body_conf[i, exp[i]] for i in range(5))
+    body_acc = body_ok / body_conf.sum()
+    all_acc = (np.trace(confusion) + body_ok) / (confusion.sum() + body_conf.sum())
+    strict = (np.trace(confusion) + np.trace(body_conf)) / (confusion.sum() + body_conf.sum())
     # The groups the brain model choice depends on: CT, dark CSF (T1, FLAIR), bright CSF (T2, PD).
     group = np.array([0, 1, 2, 2, 1])
     gconf = np.zeros((3, 3), int)
@@ -313,17 +340,32 @@ def contrast_section(args) -> list[str]:
     lines = [
         "## Contrast recognition",
         "",
-        f"Held-out renderings (setting `HELD_OUT`, seeds [{BENCH_SEED}, ...]): {confusion.sum()} images, "
-        f"heads with and without skull at 2 mm with 2, 3 and 5 mm slices, and torso/limb sections. "
-        f"**Contrast accuracy {100 * acc:.1f} %** (5 classes); CT / dark-CSF (T1, FLAIR) / bright-CSF (T2, PD) group accuracy "
-        f"{100 * gacc:.1f} % (what the brain model choice uses); region (skull / no skull / body) accuracy {100 * region_ok / region_n:.1f} %, "
+        f"Held-out renderings (setting `HELD_OUT`, seeds [{BENCH_SEED}, ...]): {confusion.sum()} heads with and without "
+        f"skull at 2 mm with 2, 3 and 5 mm slices, and {body_conf.sum()} torso/limb sections. The five classes are defined "
+        "by the brain's tissue order; a body section has no grey or white matter, so it is scored as CT, T1-like (fluid dark: "
+        "rendered T1 or FLAIR) or T2-like (fluid bright: rendered T2 or PD).",
+        "",
+        f"* **heads: contrast accuracy {100 * acc:.1f} %** (5 classes); CT / dark-CSF (T1, FLAIR) / bright-CSF (T2, PD) "
+        f"group accuracy {100 * gacc:.1f} % (what the brain model choice uses);",
+        f"* body sections: {100 * body_acc:.1f} % (CT / T1-like / T2-like);",
+        f"* all {confusion.sum() + body_conf.sum()} renderings: **{100 * all_acc:.1f} %** (the body scored as above; "
+        f"{100 * strict:.1f} % if a body section had to be named by the contrast it was rendered in, as the first version of this "
+        "benchmark counted);",
+        f"* region (skull / no skull / body): {100 * region_ok / region_n:.1f} %; "
         f"{1000 * np.median(times):.0f} ms per volume (median, after the model is loaded).",
+        "",
+        "Heads:",
         "",
         "| true \\ recognised | " + " | ".join(names) + " |",
         "|---|" + "---:|" * len(names),
     ]
     for i, n in enumerate(names):
         lines.append(f"| {n} | " + " | ".join(str(v) for v in confusion[i]) + " |")
+    lines += ["", "Body sections (rows: the contrast they were rendered in):", "",
+              "| rendered \\ recognised | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for i, n in enumerate(names):
+        lines.append(f"| {n} | " + " | ".join(str(v) for v in body_conf[i]) + " |")
+    lines += ["", "Misread: " + ("; ".join(wrong) if wrong else "none") + "."]
     lines += ["", "Real images (evaluation only; none was used in training):", "",
               "| image | expected | recognised | region |", "|---|---|---|---|"]
     for name, img, want, region in real_images():

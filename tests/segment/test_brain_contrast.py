@@ -33,9 +33,58 @@ def test_recognises_the_bundled_t1_as_skull_stripped_t1():
     assert r["confidence"] > 0.5
 
 
-def test_recognises_the_pydicom_ct_slice_as_ct():
+def test_recognises_the_pydicom_ct_slice_as_ct_of_no_head():
+    # An 85 mm field of view on a thoracic vertebra: no head fits in it, whatever its bone ring looks like.
     r = recognise(io.read("sample:ct"))
-    assert (r["modality"], r["contrast"]) == ("CT", "ct"), describe(r)
+    assert (r["modality"], r["contrast"], r["region"], r["skull"]) == ("CT", "ct", "other body part", None), describe(r)
+
+
+def test_planes_skip_smears_across_a_few_thick_slices():
+    """10 slices 50 mm apart (an EPI stack): only the planes of the slices are shown, not the 2 x 50 mm smears."""
+    from medcli.segment.contrast import planes_of
+
+    rng = np.random.default_rng(0)
+    img = Image(rng.random((64, 64, 10)).astype(np.float32) + 1, np.diag([2.0, 2.0, 50.0, 1.0]))
+    planes = planes_of(img, 32)
+    assert len(planes) == 3 and all(p.shape == (2, 32, 32) for p in planes)
+    iso = Image(rng.random((40, 40, 40)).astype(np.float32) + 1, np.diag([2.0, 2.0, 2.0, 1.0]))
+    assert len(planes_of(iso, 32)) == 9
+
+
+def test_body_sections_are_drawn_in_the_body_contrasts_only():
+    """PD and FLAIR are brain tissue orders: stage 2 renders body sections as CT, T1- or T2-like only."""
+    from medcli.train.heads import contrast_class, contrast_sample
+
+    allowed = {contrast_class(c, 2) for c in ("ct", "t1", "t2")}
+    seen = set()
+    for i in range(30):
+        x, y = contrast_sample(np.random.default_rng([SEED, 50, i]), size=32, body_prob=1.0, body_contrasts=("ct", "t1", "t2"),
+                               body_crop=(0.25, 1.0))
+        assert x.shape == (2, 32, 32) and np.isfinite(x).all()
+        seen.add(int(y))
+    assert seen <= allowed and len(seen) == 3
+
+
+def test_trim_at_dura_drops_the_csf_under_the_inner_table():
+    """A ball of brain under 4 mm of CSF as bright as the cortex, then dark dura: a mask reaching the dura loses the
+    CSF layer; a mask stopping at the cortex (bright CSF outside it) keeps every voxel."""
+    from scipy import ndimage
+
+    n = 90
+    r = np.sqrt(((np.indices((n, n, n)) - (n - 1) / 2) ** 2).sum(0))  # mm on a 1 mm grid
+    brain = r <= 30
+    img = np.where(brain, 0.75, 0.0).astype(np.float32)
+    img[(r > 30) & (r <= 34)] = 0.75  # extra-cerebral CSF, iso-intense with grey matter (PD)
+    img[(r > 34) & (r <= 36)] = 0.1  # dura and inner table
+    img[(r > 36) & (r <= 41)] = 0.8  # marrow, scalp
+    wm = ndimage.binary_erosion(brain, iterations=6)
+    img[wm] = 0.55  # white matter
+    reached = r <= 34
+    out = B.trim_at_dura(img, reached, (1.0, 1.0, 1.0), margin_mm=4.0)
+    assert dice(out, brain) > 0.98 > dice(reached, brain)
+    bright = img.copy()
+    bright[(r > 30) & (r <= 34)] = 1.0  # T2: the CSF is brighter than everything, and the mask stops at the cortex
+    assert B.trim_at_dura(bright, brain, (1.0, 1.0, 1.0), margin_mm=4.0).sum() == brain.sum()
 
 
 @pytest.mark.parametrize("skull", [True, False])
@@ -125,14 +174,15 @@ def test_default_mask_on_a_t2_skull_on_head(tmp_path, monkeypatch):
     assert d > plain + 0.03, f"consensus {d:.4f} vs plain deepbet {plain:.4f}"
 
 
-def test_medcli_train_runs_a_classification_recipe(tmp_path):
-    """The training engine trains and validates a classifier (accuracy rows) from the contrast recipe."""
+@pytest.mark.parametrize("recipe", ["contrast.toml", "contrast_stage2.toml"])
+def test_medcli_train_runs_a_classification_recipe(tmp_path, recipe):
+    """The training engine trains and validates a classifier (accuracy rows) from the contrast recipes."""
     from medcli.train.engine import load_recipe, train
 
     over = [f"output.dir={tmp_path / 'run'}", "train.steps=4", "train.batch=4", "train.validate_every=4", "data.workers=0",
             "data.settings={size = 32, body_prob = 1.0}", "validation.settings={size = 32, body_prob = 1.0}",
-            "validation.samples=6", "model.params={in_channels = 2, classes = 15, features = [4, 8]}"]
-    out = train(load_recipe(Path(__file__).parents[2] / "recipes" / "contrast.toml", over))
+            "validation.samples=6", "model.params={in_channels = 2, classes = 15, features = [4, 8]}", 'model.init=""']
+    out = train(load_recipe(Path(__file__).parents[2] / "recipes" / recipe, over))
     rows = (out / "validation.csv").read_text().splitlines()
     assert rows[0] == "step,case,true,pred,p,score" and len(rows) == 7
     assert all(float(r.split(",")[-1]) in (0.0, 1.0) for r in rows[1:])

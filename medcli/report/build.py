@@ -97,7 +97,8 @@ def volumes(items: Sequence[Item], image: Image) -> dict[str, Any]:
     voxel_ml = float(abs(np.linalg.det(image.affine[:3, :3]))) / 1000.0
     for it in items:
         if it.kind == "seg_stats":
-            for r in it.data["labels"]:
+            brain_task = [r["name"] for r in it.data["labels"]] == ["brain"] and it.data.get("intracranial_volume_ml")
+            for r in [] if brain_task else it.data["labels"]:  # segment --task brain: its one label is the ICV, as for its map
                 rows[r["name"]] = {"name": r["name"], "volume_ml": float(r["volume_ml"]), "voxels": int(r["voxels"]), "source": it.path}
             if it.data.get("intracranial_volume_ml"):
                 icv, icv_from = float(it.data["intracranial_volume_ml"]), it.path

@@ -200,3 +200,19 @@ def test_side_from_the_landmarks_midsagittal_plane(scan_inputs, t1, tmp_path):
         moved = build(t1, "t1", items + [Item("landmarks", "afids", pts.moved(pts.ras + [shift, 0.0, 0.0]))], sha)
         assert moved["findings"][0]["where"].startswith(f"{side} hemisphere"), (shift, moved["findings"][0]["where"])
         assert moved["side_from"] == "the mid-sagittal plane of 11 right/left landmark pairs"
+
+
+def test_brain_task_stats_give_the_icv_not_a_structure(scan_inputs, t1, tmp_path):
+    """segment --task brain --stats (one label 'brain'): read as the intracranial volume, as its label map is."""
+    from medcli.cli.command import sha256_of
+    from medcli.report.build import build
+    from medcli.segment.outputs import LABELS, statistics, stats_text
+
+    brain = np.asarray(t1.data) > 0
+    stats = statistics(Image(brain.astype(np.uint8), t1.affine), LABELS["brain"], brain=brain, model="deepbet", sha256="cd" * 32)
+    (tmp_path / "brain_stats.json").write_text(stats_text(stats, "x.json"))
+    sha = sha256_of(str(scan_inputs["t1"]))
+    doc = build(t1, "t1", [recognise(str(tmp_path / "brain_stats.json"), t1, sha)], sha)
+    assert doc["volumes"]["labels"] == []
+    assert doc["volumes"]["intracranial_volume_ml"] == pytest.approx(brain.sum() * np.prod(t1.spacing) / 1000, abs=0.01)
+    assert doc["provenance"][0]["model"] == "deepbet"

@@ -21,6 +21,16 @@ from medcli.image import Image
 
 TYPES = ("rigid", "affine", "syn")
 METRICS = ("auto", "ncc", "mi", "mse")
+METHODS = ("auto", "classical", "learned", "hybrid")
+
+
+def resolve_method(method: str) -> str:
+    """``classical``, ``learned`` or ``hybrid``; ``auto`` is the one that measured better (medcli.register.learned.AUTO)."""
+    if method != "auto":
+        return method
+    from medcli.register.learned import AUTO
+
+    return AUTO
 
 
 def transform_paths(prefix: str, kind: str) -> dict[str, str]:
@@ -71,6 +81,10 @@ def cli(
     ] = None,
     kind: Annotated[str, typer.Option("--type", metavar="|".join(TYPES), help="Transform model (syn: rigid, affine, then diffeomorphic).")] = "syn",
     metric: Annotated[str, typer.Option("--metric", metavar="|".join(METRICS), help="Similarity metric (auto: MI for affine stages, NCC or MI for syn by measured contrast).")] = "auto",
+    method: Annotated[
+        str,
+        typer.Option("--method", metavar="|".join(METHODS), help="Deformable stage of --type syn: classical (SyN-like), learned (SynthMorph-style network, model 'register'), hybrid (the network's field refined by a short classical SyN), auto (the one that measured better)."),
+    ] = "auto",
     transform: Annotated[
         Optional[str],
         typer.Option("--transform", metavar="PREFIX", help="Write transforms as PREFIX_0GenericAffine.mat (+ PREFIX_1Warp.nii.gz, PREFIX_1InverseWarp.nii.gz); a template for batches."),
@@ -96,6 +110,10 @@ def cli(
         raise UsageError(f"--type must be one of {', '.join(TYPES)}")
     if metric not in METRICS:
         raise UsageError(f"--metric must be one of {', '.join(METRICS)}")
+    if method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)}")
+    if method in ("learned", "hybrid") and kind != "syn":
+        raise UsageError(f"--method {method} is a deformable method: it needs --type syn")
     if qc and not qc.lower().endswith(".png"):
         raise UsageError(f"--qc {qc!r}: the QC picture is a .png file")
     if jacobian and kind != "syn":
@@ -119,10 +137,15 @@ def cli(
             if dest != "-":
                 check_writable(dest, job.force)
         mmask = read_mask(job.path(mask), image, "--mask") if mask else None
-        res = register(
-            image, fixed_img, kind=kind, metric=metric, moving_mask=mmask, fixed_mask=fmask, seed=seed,
-            device=device, want_jacobian=bool(jacobian), log=log.debug,
-        )
+        common = dict(metric=metric, moving_mask=mmask, fixed_mask=fmask, seed=seed, device=device, want_jacobian=bool(jacobian), log=log.debug)
+        chosen = resolve_method(method)
+        if kind == "syn" and chosen in ("learned", "hybrid"):
+            from medcli.register.learned import REFINE_LEVELS, register_learned
+
+            res = register_learned(image, fixed_img, refine_levels=REFINE_LEVELS if chosen == "hybrid" else (), **common)
+            job.provenance["Model"] = {"Name": res.stats["model"]["name"], "SHA256": res.stats["model"]["sha256"]}
+        else:
+            res = register(image, fixed_img, kind=kind, **common)
         st = res.stats
         log.info(
             f"{job.source}: {st['type']} {st['metric']} {st['metric_before']:.4f} -> {st['metric_after']:.4f}, "
@@ -148,6 +171,7 @@ def cli(
         job.provenance["Registration"] = {
             "Fixed": {"Path": fixed, "SHA256": sha256_of(fixed)},
             "Type": kind,
+            "Method": st.get("method", "classical"),
             "Metric": st["metric"],
             "Transforms": [paths[k] for k in ("warp", "affine") if k in paths],
         }

@@ -1,17 +1,21 @@
-"""report --run: segment's brain and tissue analyses and detect in one process, on the MNI T1."""
+"""report --run: segment's brain and tissue analyses, detect and landmarks in one process, on the MNI T1."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 
 @pytest.mark.slow
 def test_run_all_on_t1(cli, tmp_path):
-    r = cli("report", "sample:t1", "--run", "brain,tissue,detect", "-o", str(tmp_path / "r.json"), "-o", str(tmp_path / "r.html"))
+    """--run all on an MR head runs the four analyses (one run, as they share the brain mask; a few CPU minutes)."""
+    r = cli("report", "sample:t1", "--run", "all", "-o", str(tmp_path / "r.json"), "-o", str(tmp_path / "r.html"), "-o", str(tmp_path / "r.md"),
+            timeout=1800)  # minutes of CPU: generous for a loaded machine
     assert r.returncode == 0, r.stderr.decode()
     doc = json.loads((tmp_path / "r.json").read_text())
+    _check_landmarks(doc, (tmp_path / "r.html").read_text(), (tmp_path / "r.md").read_text())
     vol = doc["volumes"]
     icv = vol["intracranial_volume_ml"]
     assert 1300 < icv < 2300  # the MNI152 head (larger than an average adult's)
@@ -28,6 +32,34 @@ def test_run_all_on_t1(cli, tmp_path):
     # detect ran inside that mask: findings listed (maybe none on a template), and said in words.
     assert "findings" in doc and any("focal finding" in s["text"] for s in doc["narrative"])
     assert {m["model"] for m in doc["models"] if m.get("trained_on")} >= {"tissue"}
+
+
+def _check_landmarks(doc, html: str, md: str) -> None:
+    """--run landmarks on the AFIDs template itself: the points come back where the set puts them, and the
+    table, the narrative and the provenance of the HTML and Markdown show them."""
+    from markupsafe import escape
+
+    from medcli.landmarks.sets import load_set
+
+    lset = load_set("afids")
+    pts = doc["landmarks"]
+    assert [p["description"] for p in pts] == lset.points.descriptions and {p["source"] for p in pts} == {"--run landmarks"}
+    err = np.linalg.norm(np.array([p["ras_mm"] for p in pts]) - lset.points.ras, axis=1)
+    assert np.median(err) < 1.0 and err.max() < 3.0  # the image is the set's template: registration near identity
+    conf = [p["confidence"] for p in pts]
+    assert all(c is not None and 0 < c <= 1 for c in conf)
+    sentence = next(s for s in doc["narrative"] if s["ref"] == "landmarks")
+    assert sentence["text"] == f"32 landmarks were placed, median confidence {np.median(conf):.2f}."
+    assert any(p["step"].startswith("landmarks (afids, atlas") for p in doc["provenance"])
+    # HTML: the sentence links to the table, whose rows hold the JSON's numbers (1 decimal) and confidences.
+    assert f'<a href="#landmarks">{sentence["text"]}</a>' in html
+    table = html[html.index('id="landmarks"'):]
+    table = table[:table.index("</table>")]
+    for p in pts:
+        cells = "".join(f'<td class="n">{x:,.1f}</td>' for x in p["ras_mm"]) + f'<td class="n">{p["confidence"]:.2f}</td>'
+        assert f'<th scope="row">{escape(p["label"])}</th><td>{escape(p["description"])}</td>{cells}' in table, p
+    ac = pts[0]
+    assert f"| {ac['label']} | AC | " + " | ".join(f"{x:,.1f}" for x in ac["ras_mm"]) + f" | {ac['confidence']:.2f} |" in md
 
 
 def test_run_all_fits_the_modality():

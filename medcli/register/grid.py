@@ -8,6 +8,8 @@ so that no other code has to think about it.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from medcli.image import Image, grid_with_spacing
@@ -69,29 +71,62 @@ def gaussian_kernel(sigma: float, device):
     return k / k.sum()
 
 
+def band_matrix(n: int, taps: tuple[float, ...], edge: str, device) -> "torch.Tensor":
+    """The ``(n, n)`` matrix of a 1D filter with ``taps`` (odd length, centred) along an axis of ``n`` samples.
+
+    ``edge``: ``replicate`` (the edge sample repeats) or ``zeros``. A filter as a
+    matrix product runs on BLAS: 2-3 times faster on a CPU than ``conv3d`` with a
+    1D kernel, and exact.
+    """
+    return _band(n, taps, edge, str(device))
+
+
+@functools.lru_cache(maxsize=64)
+def _band(n: int, taps: tuple[float, ...], edge: str, device: str):
+    t = torch()
+    r = len(taps) // 2
+    m = np.zeros((n, n), np.float64)
+    rows = np.arange(n)
+    for j, k in enumerate(taps):
+        cols = rows + j - r
+        if edge == "replicate":
+            np.add.at(m, (rows, np.clip(cols, 0, n - 1)), k)
+        else:
+            ok = (cols >= 0) & (cols < n)
+            np.add.at(m, (rows[ok], cols[ok]), k)
+    return t.tensor(m, dtype=t.float32, device=device)
+
+
+def filter_axes(x, mats):
+    """Apply one ``(n, n)`` matrix along each spatial axis of ``(1, C, X, Y, Z)`` (``None``: leave the axis)."""
+    t = torch()
+    b, c, nx, ny, nz = x.shape
+    if mats[2] is not None:
+        x = (x.reshape(-1, nz) @ mats[2].T).reshape(b, c, nx, ny, nz)
+    if mats[1] is not None:
+        x = t.matmul(mats[1], x.reshape(b * c * nx, ny, nz)).reshape(b, c, nx, ny, nz)
+    if mats[0] is not None:
+        x = t.matmul(mats[0], x.reshape(b * c, nx, ny * nz)).reshape(b, c, nx, ny, nz)
+    return x
+
+
 def smooth(x, sigma, device=None):
     """Separable Gaussian smoothing of ``(1, C, X, Y, Z)``; ``sigma`` in voxels (one, or per axis).
 
     Edges are replicated so that a field is not pulled towards zero at the border.
     """
-    t = torch()
     sig = np.broadcast_to(np.asarray(sigma, float), (3,))
     if not (sig > 0).any():
         return x
-    c = x.shape[1]
+    mats = []
     for axis in range(3):
-        if sig[axis] <= 0 or x.shape[2 + axis] < 2:
+        n = x.shape[2 + axis]
+        if sig[axis] <= 0 or n < 2:
+            mats.append(None)
             continue
-        k = gaussian_kernel(float(sig[axis]), x.device)
-        r = k.numel() // 2
-        shape = [1, 1, 1]
-        shape[axis] = k.numel()
-        w = k.reshape(1, 1, *shape).repeat(c, 1, 1, 1, 1)
-        pad = [0, 0, 0, 0, 0, 0]
-        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = r
-        mode = "replicate" if r < x.shape[2 + axis] else "constant"
-        x = t.nn.functional.conv3d(t.nn.functional.pad(x, pad, mode=mode), w, groups=c)
-    return x
+        taps = tuple(float(k) for k in gaussian_kernel(float(sig[axis]), "cpu"))
+        mats.append(band_matrix(n, taps, "replicate", x.device))
+    return filter_axes(x, mats)
 
 
 def level(vol, affine: np.ndarray, spacing: float, smooth_sigma_mm: float | None = None):
@@ -123,17 +158,17 @@ def level(vol, affine: np.ndarray, spacing: float, smooth_sigma_mm: float | None
     return sample(vol, vox, padding="border"), new_aff
 
 
-def expmap(v, steps: int | None = None):
+def expmap(v, steps: int | None = None, max_step: float = 0.25):
     """Exponential of a stationary velocity field by scaling and squaring.
 
     ``v`` is ``(1, 3, X, Y, Z)`` in voxel units of its own grid; the result is the
     displacement ``d`` of ``phi = exp(v)``, ``phi(x) = x + d(x)``, same units.
     ``steps`` squarings (default: enough that ``v / 2**steps`` moves no voxel
-    more than a quarter voxel, where the first-order step is itself invertible).
+    more than ``max_step`` voxels, where the first-order step is itself invertible).
     """
     if steps is None:
         vmax = float(v.pow(2).sum(1).sqrt().amax())
-        steps = int(min(8, max(2, np.ceil(np.log2(max(vmax, 1e-6) / 0.25)))))
+        steps = int(min(8, max(2, np.ceil(np.log2(max(vmax, 1e-6) / max_step)))))
     d = v / (2**steps)
     ident = identity(v.shape[2:], v.device)
     for _ in range(steps):

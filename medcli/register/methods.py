@@ -41,7 +41,7 @@ import numpy as np
 from medcli.errors import InputError
 from medcli.image import Image
 from medcli.register import grid as G
-from medcli.register.metrics import loss_fn
+from medcli.register.metrics import LocalNCC, loss_fn
 from medcli.register.transforms import (
     AffineTransform,
     DisplacementField,
@@ -64,13 +64,14 @@ class Options:
     affine_levels: tuple[tuple[float, int], ...] = ((4.0, 80), (2.0, 40), (1.0, 20))
     affine_samples: int = 60000
     affine_lr: float = 0.02
-    syn_levels: tuple[tuple[float, int], ...] = ((4.0, 60), (2.0, 40))
+    syn_levels: tuple[tuple[float, int], ...] = ((4.0, 30), (2.0, 15))
     syn_step: float = 0.5
     step_quantile: float = 0.95  # the step is set on this quantile of the gradient norms (tests: 0.95 beat the max)
     fluid_sigma: float = 1.7
     elastic_sigma: float = 0.7
-    ncc_radius: int = 2
+    ncc_radius: int = 4  # 9-voxel windows: GM/WM Dice .9640/.9679 vs .9616/.9633 (radius 3) and .9581/.9559 (2)
     squarings: int | None = None  # None: as many as the field's largest velocity needs
+    exp_max_step: float = 0.5  # voxels: the largest first step of scaling and squaring
 
 
 @dataclass
@@ -271,15 +272,22 @@ def fit_syn(Fp: Pyramid, Mp: Pyramid, Wp: Pyramid, A: np.ndarray, metric: str, o
         v_aff = fl_aff
         Gm = torch.tensor(np.linalg.inv(ml_aff) @ A @ fl_aff, dtype=torch.float32, device=dev)
         ident = G.identity(shape, dev)
+        # Local NCC: the fixed image's window statistics once per level, the gradient in closed form; the
+        # weight is the fixed head (the moving image reads 0 outside its field of view).
+        ncc = LocalNCC(Fl, Wl, opts.ncc_radius) if metric == "ncc" else None
         for it in range(iters):
             with torch.no_grad():
-                d = G.expmap(v, opts.squarings)
+                d = G.expmap(v, opts.squarings, opts.exp_max_step)
             d.requires_grad_(True)
             mv = G.transform_vox(Gm, ident + d.permute(0, 2, 3, 4, 1))
             warped = G.sample(Ml, mv)
-            w = Wl * G.inside(mv, Ml.shape[2:])
-            value = loss(Fl, warped, w)
-            (g,) = torch.autograd.grad(value, d)
+            if ncc is not None:
+                value, g_m = ncc(warped.detach())
+                (g,) = torch.autograd.grad(warped, d, grad_outputs=g_m)
+            else:
+                w = Wl * G.inside(mv, Ml.shape[2:])
+                value = loss(Fl, warped, w)
+                (g,) = torch.autograd.grad(value, d)
             with torch.no_grad():
                 g = G.smooth(g, opts.fluid_sigma)
                 mag = g.pow(2).sum(1, keepdim=True).sqrt()
@@ -451,8 +459,8 @@ def register(
             v, v_aff = fit_syn(Fp, Mp, Wp, A, syn_metric, opts, log)
             del F, M, F_w, Fp, Mp, Wp
             with torch.no_grad():
-                d = G.expmap(v, opts.squarings)
-                d_inv = G.expmap(-v, opts.squarings)
+                d = G.expmap(v, opts.squarings, opts.exp_max_step)
+                d_inv = G.expmap(-v, opts.squarings, opts.exp_max_step)
                 wl, wwl = warped2(A, G.resample_field(d, v_aff, f2_aff, F2.shape[2:]))
                 after = -float(measure(F2, wl, wwl))
                 u = _field_to_fixed(d, v_aff, fix, dev)

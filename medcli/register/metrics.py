@@ -30,17 +30,62 @@ def global_ncc(f, m, w):
 
 
 def box_sum(x, radius: int):
-    """Sums over ``(2*radius+1)^3`` windows of ``(1, C, X, Y, Z)`` (zero outside), by running sums.
+    """Sums over ``(2*radius+1)^3`` windows of ``(1, C, X, Y, Z)`` (zero outside).
 
-    Running sums cost the same for any window, a few times less than a pooling
-    or convolution of that window on CPU.
+    A banded matrix of ones per axis (BLAS): faster on a CPU than running sums
+    or a pooling of the window, and the same for any window size.
     """
-    import torch.nn.functional as F
+    from medcli.register import grid as G
 
-    for axis in range(2, 5):
-        c = F.pad(x.movedim(axis, -1), (radius + 1, radius)).cumsum(-1)
-        x = (c[..., 2 * radius + 1 :] - c[..., : -2 * radius - 1]).movedim(-1, axis)
-    return x
+    taps = (1.0,) * (2 * radius + 1)
+    return G.filter_axes(x, [G.band_matrix(n, taps, "zeros", x.device) for n in x.shape[2:]])
+
+
+class LocalNCC:
+    """Local squared NCC against one fixed image, with its gradient in closed form.
+
+    The fixed image's window statistics are computed once per level, and the
+    gradient with respect to the warped moving image is written out (three box
+    sums) instead of being taken by autograd through the running sums: a third
+    of the work per iteration of the diffeomorphic stage. Same value as
+    :func:`local_ncc` with a weight that does not change between iterations.
+    """
+
+    def __init__(self, f, w, radius: int = 2, eps: float = 1e-5):
+        self.radius, self.eps = radius, eps
+        self.w = w
+        self.n = box_sum(w, radius).clamp_min(1.0)
+        self.fw = f * w
+        s = box_sum(torch_cat([self.fw, self.fw * self.fw]), radius) / self.n
+        self.mu_f = s[:, :1]
+        self.var_f = (s[:, 1:] - self.mu_f * self.mu_f).clamp_min(0)
+        self.total = w.sum().clamp_min(1.0)
+
+    def __call__(self, m):
+        """``(loss, dloss/dm)`` for the warped moving image ``m`` ``(1, 1, X, Y, Z)``."""
+        r, w, n = self.radius, self.w, self.n
+        mw = m * w
+        s = box_sum(torch_cat([mw, mw * mw, self.fw * mw]), r) / n
+        mu_m, mm, fm = s.split(1, 1)
+        cross = fm - self.mu_f * mu_m
+        var_m = (mm - mu_m * mu_m).clamp_min(0)
+        den = self.var_f * var_m + self.eps
+        cc = cross * cross / den
+        loss = -(cc * w).sum() / self.total
+        # d loss / d (window means), each window weighted as in the loss, then spread back over its voxels
+        a = -w / (n * self.total)
+        d_fm = a * 2 * cross / den
+        d_mm = a * (-cc * self.var_f / den)
+        d_mu = a * (-2 * cross * self.mu_f / den + 2 * cc * self.var_f * mu_m / den)
+        back = box_sum(torch_cat([d_mu, d_mm, d_fm]), r)
+        grad = w * (back[:, :1] + 2 * mw * back[:, 1:2] + self.fw * back[:, 2:])
+        return loss, grad
+
+
+def torch_cat(parts):
+    import torch
+
+    return torch.cat(parts, 1)
 
 
 def local_ncc(f, m, w, radius: int = 2):

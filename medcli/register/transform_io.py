@@ -386,6 +386,22 @@ def _g(v: float) -> str:
     return repr(float(v))
 
 
+def gzip_fast(data: bytes) -> bytes:
+    """gzip bytes at the fastest level: ISA-L when installed (``isal``), else zlib.
+
+    A 1 mm brain's displacement field is about 90 MB of float32 that deflate
+    barely shrinks; zlib's level 1 spent 2.6 CPU s on each (forward and inverse),
+    a tenth of a whole ``register`` run, ISA-L 0.2 s. Any gzip reader reads both.
+    """
+    try:
+        from isal import igzip
+    except ImportError:  # pragma: no cover - isal is a dependency; a stripped install still writes
+        import gzip
+
+        return gzip.compress(data, compresslevel=1, mtime=0)
+    return igzip.compress(data, compresslevel=1, mtime=0)
+
+
 def write_displacement_field(field: DisplacementField | Image, path: str | Path, *, force: bool = False) -> None:
     """Write a field as ITK reads it: LPS displacements, 5D ``(X, Y, Z, 1, 3)``, vector intent (NIfTI)."""
     img = field.field if isinstance(field, DisplacementField) else field
@@ -401,7 +417,10 @@ def write_displacement_field(field: DisplacementField | Image, path: str | Path,
         hdr.set_intent("vector")
         hdr["descrip"] = b"medcli displacement field (LPS mm)"
         with atomic_output(path, force) as tmp:
-            nimg.to_filename(str(tmp))
+            if _suffix(path) == ".nii.gz":
+                Path(tmp).write_bytes(gzip_fast(nimg.to_bytes()))
+            else:
+                nimg.to_filename(str(tmp))
         return
     import SimpleITK as sitk
 

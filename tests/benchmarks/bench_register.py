@@ -63,6 +63,63 @@ ANTS_SCRIPT = textwrap.dedent(
 )
 
 
+#: picsl-greedy as its documentation registers a brain: affine (12 dof, NCC 2x2x2, image centres, 100x50x10), then
+#: the deformable stage (NCC 2x2x2, 100x50x10, default smoothing 1.732/0.707 vox) with its inverse; reslice.
+GREEDY_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from picsl_greedy import Greedy3D
+    fixed, moving, out, prefix, kind = sys.argv[1:6]
+    g = Greedy3D()
+    run = lambda cmd: g.execute("-d 3 -threads 1 " + cmd, out=open(prefix + "log.txt", "a"), err=sys.stderr)
+    metric = "NMI" if kind.endswith("nmi") else "NCC 2x2x2"
+    chain = f"{prefix}affine.mat" if kind.startswith("affine") else f"{prefix}warp.nii.gz {prefix}affine.mat"
+    if len(sys.argv) > 6:  # untimed, after the run: the GM/WM maps through greedy's own reslicing (linear)
+        for src, dst in zip(sys.argv[6::2], sys.argv[7::2]):
+            run(f"-rf {fixed} -ri LINEAR -rm {src} {dst} -r {chain}")
+        sys.exit(0)
+    run(f"-a -dof 12 -m {metric} -i {fixed} {moving} -o {prefix}affine.mat -ia-image-centers -n 100x50x10")
+    if kind.startswith("syn"):
+        run(f"-m {metric} -i {fixed} {moving} -it {prefix}affine.mat -o {prefix}warp.nii.gz -oinv {prefix}inverse_warp.nii.gz -n 100x50x10")
+    run(f"-rf {fixed} -rm {moving} {out} -r {chain}")
+    """
+)
+
+#: itk-elastix with its default parameter maps: affine (Mattes MI, 4 levels, ASGD; automatic centre initialisation)
+#: and, for the deformable run, the default B-spline map (10 mm grid, bending energy) after it.
+ELASTIX_SCRIPT = textwrap.dedent(
+    """
+    import sys, itk
+    fixed, moving, out, prefix, kind = sys.argv[1:6]
+    maps = 2 if kind == "syn" else 1
+    if len(sys.argv) > 6:  # untimed, after the run: the GM/WM maps through transformix (linear) and the field
+        params = itk.ParameterObject.New()
+        for i in range(maps):
+            params.AddParameterFile(f"{prefix}TransformParameters.{i}.txt")
+            params.SetParameter(i, "FinalBSplineInterpolationOrder", "1")
+        for src, dst in zip(sys.argv[6::2], sys.argv[7::2]):
+            itk.imwrite(itk.transformix_filter(itk.imread(src, itk.F), params), dst)
+        if kind == "syn":
+            itk.imwrite(itk.transformix_deformation_field(itk.imread(moving, itk.F), params), f"{prefix}deformation.nii.gz")
+        sys.exit(0)
+    f = itk.imread(fixed, itk.F)
+    m = itk.imread(moving, itk.F)
+    po = itk.ParameterObject.New()
+    aff = po.GetDefaultParameterMap("affine")
+    aff["AutomaticTransformInitialization"] = ["true"]
+    po.AddParameterMap(aff)
+    if kind == "syn":
+        po.AddParameterMap(po.GetDefaultParameterMap("bspline"))
+    warped, params = itk.elastix_registration_method(f, m, parameter_object=po, number_of_threads=1, log_to_console=False)
+    itk.imwrite(warped, out)
+    for i in range(params.GetNumberOfParameterMaps()):
+        one = itk.ParameterObject.New()
+        one.SetParameterMap(params.GetParameterMap(i))
+        one.WriteParameterFile(f"{prefix}TransformParameters.{i}.txt")
+    """
+)
+
+
 def timed(cmd: list[str], log: Path) -> dict:
     """Run ``cmd`` under /usr/bin/time -v; CPU and wall seconds, peak RSS (GB), stdout."""
     r = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=ENV)
@@ -165,6 +222,35 @@ def run_ants(moving: Path, paths: dict, work: Path, name: str, kind: str) -> dic
     return t
 
 
+def run_peer(tool: str, moving: Path, paths: dict, work: Path, name: str, kind: str) -> dict:
+    """A whole greedy or elastix run (timed), then, untimed, the GM/WM maps through its own resampler: Dice, folds."""
+    script = work / f"{tool}_run.py"
+    script.write_text(GREEDY_SCRIPT if tool == "greedy" else ELASTIX_SCRIPT)
+    prefix = str(work / name)
+    args = [sys.executable, str(script), str(paths["fixed"]), str(moving), str(work / f"{name}.nii.gz"), prefix, kind]
+    t = timed(args, work / f"{name}.log")
+    maps = [str(work / f"{name}{m}.nii.gz") for m in ("gm", "wm")]
+    r = subprocess.run(args + [str(paths["moving_gm"]), maps[0], str(paths["moving_wm"]), maps[1]], capture_output=True, text=True, env=ENV)
+    if r.returncode != 0:
+        raise RuntimeError(f"{tool} apply failed: {r.stderr[-2000:]}")
+    t["dice"] = dice_files(maps, paths)
+    field = {"greedy": f"{prefix}warp.nii.gz", "elastix": f"{prefix}deformation.nii.gz"}[tool]
+    t["folded"] = folded(field, paths) if kind.startswith("syn") else None
+    return t
+
+
+def dice_files(maps: list[str], paths: dict) -> tuple[float, float]:
+    """Dice of GM/WM maps already on the fixed grid (thresholded at 50 %) against the template's."""
+    from medcli import io
+
+    out = []
+    for t, path in zip(("gm", "wm"), maps):
+        a = np.asarray(io.read(path).data) > 127
+        b = np.asarray(io.read(paths[f"fixed_{t}"]).data) > 127
+        out.append(float(2 * (a & b).sum() / (a.sum() + b.sum())))
+    return out[0], out[1]
+
+
 def rigid_error(mat: str, R: np.ndarray, paths: dict) -> tuple[float, float, float]:
     """Rotation error (degrees), translation error at the brain centre and mean over the head (mm)."""
     from medcli import io
@@ -185,9 +271,9 @@ def main() -> int:
     ap.add_argument("--spacing", type=float, default=1.0, help="Voxel size of the case in mm (1 = the MNI T1 as shipped).")
     ap.add_argument("--skip-ants-t2", action="store_true", help="Do not run ANTsPy on the T2-like case.")
     ap.add_argument("--work", default=None, help="Working folder (default: a temporary one).")
-    ap.add_argument("--tools", default="medcli,ants", help="Which tools to run (comma-separated: medcli, ants).")
+    ap.add_argument("--tools", default="medcli,ants,greedy,elastix", help="Which tools to run (comma-separated: medcli, ants, greedy, elastix).")
     ap.add_argument("--reuse-case", action="store_true", help="Keep the case files already in --work.")
-    ap.add_argument("--merge", default=None, help="Take the other tool's rows from this earlier run's printed JSON lines.")
+    ap.add_argument("--merge", default=None, help="Take the other tools' rows from these earlier runs' printed JSON lines (comma-separated logs).")
     args = ap.parse_args()
     tools = set(args.tools.split(","))
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_register_"))
@@ -203,8 +289,10 @@ def main() -> int:
         print(json.dumps(r), flush=True)
 
     if args.merge:
-        rows += [json.loads(line) for line in Path(args.merge).read_text().splitlines() if line.startswith("{")]
-        rows[:] = [r for r in rows if (r["tool"] == "medcli") != ("medcli" in tools)]
+        for merged in args.merge.split(","):
+            rows += [json.loads(line) for line in Path(merged).read_text().splitlines() if line.startswith("{")]
+        names = {"medcli": "medcli", "ants": "ANTsPy", "greedy": "picsl-greedy", "elastix": "itk-elastix"}
+        rows[:] = [r for r in rows if r["tool"] not in {names.get(t) for t in tools}]
     if "medcli" in tools:
         m = run_medcli(paths["moving"], paths, work, "medcli_syn", "syn")
         row("medcli", "SyN", "T1", m, dice_of(m["transforms"], paths), folded(m["transforms"][0], paths), f"metric {m['stats']['metric']}")
@@ -217,6 +305,17 @@ def main() -> int:
     if "ants" in tools:
         a = run_ants(paths["moving"], paths, work, "ants_affine_", "Affine")
         row("ANTsPy", "Affine", "T1", a, dice_of(a["transforms"], paths))
+    for tool, label in (("greedy", "picsl-greedy"), ("elastix", "itk-elastix")):
+        if tool not in tools:
+            continue
+        for kind, case_name, moving in (("syn", "T1", "moving"), ("affine", "T1", "moving")):
+            try:
+                p = run_peer(tool, paths[moving], paths, work, f"{tool}_{kind}_", kind)
+                row(label, "SyN" if kind == "syn" else "Affine", case_name, p, p["dice"], p["folded"],
+                    "deformable: greedy NCC 2x2x2" if tool == "greedy" and kind == "syn" else "deformable: B-spline, MI" if kind == "syn" else "")
+            except Exception as err:  # a peer that does not run here is reported, not fatal
+                row(label, "SyN" if kind == "syn" else "Affine", case_name, {"cpu_s": float("nan"), "wall_s": float("nan"), "rss_gb": float("nan")},
+                    extra=f"FAILED: {str(err).splitlines()[-1][:300] if str(err) else type(err).__name__}")
     if "medcli" in tools:
         m = run_medcli(paths["moving_t2"], paths, work, "medcli_syn_t2", "syn")
         row("medcli", "SyN", "T2-like", m, dice_of(m["transforms"], paths), folded(m["transforms"][0], paths), f"metric {m['stats']['metric']}")
@@ -224,7 +323,8 @@ def main() -> int:
         a = run_ants(paths["moving_t2"], paths, work, "ants_syn_t2_", "SyN")
         row("ANTsPy", "SyN", "T2-like", a, dice_of(a["transforms"], paths), folded(a["transforms"][0], paths))
     if "medcli" not in tools:
-        write_results(rows, args, None)
+        rep = next((r for r in rows if r["type"] == "Rigid (repeat)"), None)
+        write_results(rows, args, None if rep is None else rep["note"].endswith("True"))
         return 0
     m = run_medcli(paths["rigid"], paths, work, "medcli_rigid", "rigid")
     ang, centre, mean = rigid_error(m["transforms"][-1], case["rigid"], paths)
@@ -232,6 +332,7 @@ def main() -> int:
     m2 = run_medcli(paths["rigid"], paths, work, "medcli_rigid2", "rigid")
     same = (work / "medcli_rigid.nii.gz").read_bytes() == (work / "medcli_rigid2.nii.gz").read_bytes() and Path(
         m["transforms"][-1]).read_bytes() == Path(m2["transforms"][-1]).read_bytes()
+    row("medcli", "Rigid (repeat)", "T1", m2, extra=f"warped image and .mat bit-identical to the first run: {same}")
     write_results(rows, args, same)
     return 0
 
@@ -244,7 +345,7 @@ def write_results(rows: list[dict], args, deterministic: bool | None) -> None:
         return "" if v is None else format(v, spec)
 
     lines = [
-        "# Registration benchmark: medcli register vs ANTsPy",
+        "# Registration benchmark: medcli register vs ANTsPy, picsl-greedy and itk-elastix",
         "",
         f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node()} ({os.cpu_count()} CPUs, shared), "
         f"case at {args.spacing:g} mm: MNI T1 through a known smooth random warp (3 mm RMS) + affine; "
@@ -258,18 +359,26 @@ def write_results(rows: list[dict], args, deterministic: bool | None) -> None:
     for r in rows:
         lines.append(
             f"| {r['tool']} | {r['type']} | {r['case']} | {f(r['gm'], '.4f')} | {f(r['wm'], '.4f')} | "
-            f"{f(r['folded'], '.2e')} | {r['cpu_s']:.1f} | {r['wall_s']:.0f} | {r['rss_gb']:.2f} | {r['note']} |"
+            f"{f(r['folded'], '.2e')} | {f(r['cpu_s'], '.1f')} | {f(r['wall_s'], '.0f')} | {f(r['rss_gb'], '.2f')} | {r['note']} |"
         )
     lines += ["", "## Ratios and targets", ""]
     for kind in ("SyN", "Affine"):
-        m, a = find("medcli", kind, "T1"), find("ANTsPy", kind, "T1")
-        if m and a:
+        for peer in ("ANTsPy", "picsl-greedy", "itk-elastix"):
+            m, a = find("medcli", kind, "T1"), find(peer, kind, "T1")
+            if not (m and a) or a["gm"] is None:
+                continue
             ratio = m["cpu_s"] / a["cpu_s"]
             ok = m["gm"] >= a["gm"] and m["wm"] >= a["wm"] and ratio <= 0.25
+            target = " (target <= 0.25 and Dice >= ANTsPy's)" if peer == "ANTsPy" else ""
             lines.append(
-                f"- {kind}: Dice GM {m['gm']:.4f} vs {a['gm']:.4f}, WM {m['wm']:.4f} vs {a['wm']:.4f}; CPU time ratio "
-                f"medcli/ANTsPy {ratio:.2f} (target <= 0.25): {'met' if ok else 'NOT met'}."
+                f"- {kind} vs {peer}: Dice GM {m['gm']:.4f} vs {a['gm']:.4f} ({m['gm'] - a['gm']:+.4f}), WM {m['wm']:.4f} vs "
+                f"{a['wm']:.4f} ({m['wm'] - a['wm']:+.4f}); CPU time ratio medcli/{peer} {ratio:.2f}{target}"
+                + (f": {'met' if ok else 'NOT met'}." if peer == "ANTsPy" else ".")
             )
+    m, a = find("medcli", "SyN", "T2-like"), find("ANTsPy", "SyN", "T2-like")
+    if m and a:
+        lines.append(f"- SyN on the T2-like case vs ANTsPy: Dice GM {m['gm']:.4f} vs {a['gm']:.4f}, WM {m['wm']:.4f} vs {a['wm']:.4f}; "
+                     f"CPU time ratio {m['cpu_s'] / a['cpu_s']:.2f}.")
     m, t2 = find("medcli", "SyN", "T1"), find("medcli", "SyN", "T2-like")
     if m and t2:
         gap = max(m["gm"] - t2["gm"], m["wm"] - t2["wm"])

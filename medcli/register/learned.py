@@ -43,7 +43,7 @@ MODEL = "register"
 #: tests/benchmarks/results/register_learned.md (GM/WM Dice, mono- and multi-modal).
 AUTO = "classical"
 #: The classical SyN levels run after the network when refining: ``(spacing mm, iterations)``.
-REFINE_LEVELS: tuple[tuple[float, int], ...] = ((2.0, 20),)
+REFINE_LEVELS: tuple[tuple[float, int], ...] = ((4.0, 20), (2.0, 20))
 
 
 @lru_cache(maxsize=2)

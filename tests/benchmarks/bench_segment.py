@@ -210,10 +210,27 @@ def dice(a: np.ndarray, b: np.ndarray, k: int) -> float:
     return float(2.0 * (x & y).sum() / s) if s else 1.0
 
 
+_NETWORK: dict = {}
+
+
+def _cached_network(image: Image, brain: np.ndarray, model: str, device=None) -> np.ndarray:
+    """The network's probabilities, once per image and model (variants that differ in the refinement share them)."""
+    from medcli.segment import tissue
+
+    key = (id(image), model)
+    if key not in _NETWORK:
+        _NETWORK.clear()
+        _NETWORK[key] = tissue.__dict__["_learned_probabilities_uncached"](image, brain, model, device)
+    return _NETWORK[key]
+
+
 def run_medcli(image: Image, brain: np.ndarray, method: str, model: str = "tissue", likelihood: str | None = None) -> np.ndarray:
     """medcli's labels; ``likelihood`` overrides the learned method's refinement likelihood (REFINE_LIKELIHOOD)."""
     from medcli.segment import tissue
 
+    if "_learned_probabilities_uncached" not in tissue.__dict__:
+        tissue._learned_probabilities_uncached = tissue.learned_probabilities
+        tissue.learned_probabilities = _cached_network
     old = tissue.REFINE_LIKELIHOOD
     tissue.REFINE_LIKELIHOOD = likelihood or old
     try:
@@ -304,7 +321,23 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default="", help="extra learned rows, 'MODEL:gaussian|histogram;...' (a candidate model "
                     "or refinement likelihood measured beside the shipped methods)")
     ap.add_argument("--no-classical", action="store_true", help="leave out the classical method (its code is unchanged)")
+    ap.add_argument("--rows-out", default="", help="also save the result rows as JSON (shards of a --drift run)")
+    ap.add_argument("--merge", nargs="*", default=None, help="with --drift: write segment_drift.md from the JSON rows of shards")
     args = ap.parse_args(argv)
+    if args.merge:
+        import json
+
+        rows, methods = [], []
+        for f in args.merge:
+            part = json.loads(Path(f).read_text())
+            rows += [tuple(r) for r in part["rows"]]
+            methods += [m for m in part["methods"] if m not in methods]
+        table = drift_table(rows, methods) + "".join(dict.fromkeys(json.loads(Path(f).read_text())["notes"] for f in args.merge))
+        DRIFT_RESULTS.write_text(table + f"\nRun: `python tests/benchmarks/bench_segment.py --drift` in {len(args.merge)} shards "
+                                 "(`--scanners ... --rows-out`, then `--merge`), under nice on a shared, heavily loaded 2-core "
+                                 "machine (times are not comparable).\n")
+        print(DRIFT_RESULTS.read_text())
+        return 0
     learned = ["medcli learned", NETWORK_ONLY] if learned_available(args.model) else []
     if args.drift:
         # The network alone is a diagnostic of the main table; drift runs keep to the shipped methods.
@@ -336,6 +369,12 @@ def main(argv=None) -> int:
         table += f"\nmedcli learned [{model}, ...] = weights sha256 {learned_sha(model)}.\n"
     print()
     print(table)
+    if args.rows_out:
+        import json
+
+        notes = table[table.index("\nmedcli learned"):] if "\nmedcli learned" in table else ""
+        Path(args.rows_out).write_text(json.dumps({"rows": rows, "methods": methods, "notes": notes}))
+        return 0
     if args.drift and scanners:
         previous = DRIFT_RESULTS.read_text() if DRIFT_RESULTS.exists() else ""
         DRIFT_RESULTS.write_text(previous + f"\n## More scanners: `--drift --scanners '{args.scanners}'`\n\n" + table.split("\n", 2)[2])

@@ -24,7 +24,7 @@ held-out renderings (all five classes, with and without skull, 1-5 mm) and on th
 bundled real images. Results go to tests/benchmarks/results/brain_contrast.md.
 
 Usage:
-    python tests/benchmarks/bench_brain_contrast.py [--quick] [--peers] [--five] [--threads N] [--no-brain] [--no-contrast] [--reuse-brain]
+    python tests/benchmarks/bench_brain_contrast.py [--quick] [--peers [all|deepbet|hd-bet]] [--five] [--threads N] [--no-brain] [--no-contrast] [--reuse-brain]
 
 The brain masks take most of the time (HD-BET is minutes per head on one CPU thread); their rows are
 saved to results/brain_contrast.json, and ``--reuse-brain`` renders the table from them with a new
@@ -121,8 +121,10 @@ def brain_rows(args, saved: list[dict] | None = None, save: Path | None = None) 
 
             return Image(np.asarray(seg).transpose(2, 1, 0), ras.affine).reorient(img.orientation).data
 
-        methods["deepbet (original)"] = peer_deepbet
-        methods["HD-BET fold 0 (original)"] = peer_hdbet
+        if args.peers in ("all", "deepbet"):
+            methods["deepbet (original)"] = peer_deepbet
+        if args.peers in ("all", "hd-bet"):
+            methods["HD-BET fold 0 (original)"] = peer_hdbet
     rows = []
     before = {r["case"]: r for r in saved or []}
     for case in bench_cases(args):
@@ -214,7 +216,8 @@ def brain_section(rows: list[dict], recs: dict[int, dict], threads: int) -> list
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="two heads (T1 1 mm, T2 4 mm)")
-    ap.add_argument("--peers", action="store_true", help="also run the original deepbet and HD-BET packages")
+    ap.add_argument("--peers", nargs="?", const="all", choices=("all", "deepbet", "hd-bet"),
+                    help="also run the original deepbet and HD-BET packages (or only one of them)")
     ap.add_argument("--five", action="store_true", help="also HD-BET's five-fold ensemble")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-brain", action="store_true")
@@ -230,7 +233,7 @@ def main() -> None:
     os.environ.setdefault("MEDCLI_HOME", tempfile.mkdtemp(prefix="medcli_bench_"))
     lines = ["# Brain extraction on any contrast, and contrast recognition", "",
              f"Machine: {platform.processor() or platform.machine()}, {threads} thread(s). "
-             "`python tests/benchmarks/bench_brain_contrast.py" + (" --peers" if args.peers else "") + (" --five" if args.five else "")
+             "`python tests/benchmarks/bench_brain_contrast.py" + (f" --peers {args.peers}" if args.peers else "") + (" --five" if args.five else "")
              + (" --reuse-brain" if args.reuse_brain else "") + "`"
              + (" (the masks' Dice, volumes and times come from the full run saved in results/brain_contrast.json; "
                 "recognition and the default's choice are run anew)" if args.reuse_brain else ""), ""]
@@ -327,6 +330,7 @@ def contrast_section(args) -> list[str]:
     exp = [heads.CONTRASTS.index(BODY_EXPECTED[c]) for c in heads.CONTRASTS]
     body_ok = sum(body_conf[i, exp[i]] for i in range(5))
     body_acc = body_ok / body_conf.sum()
+    body_modality = (body_conf[0, 0] + body_conf[1:, 1:].sum()) / body_conf.sum()
     all_acc = (np.trace(confusion) + body_ok) / (confusion.sum() + body_conf.sum())
     strict = (np.trace(confusion) + np.trace(body_conf)) / (confusion.sum() + body_conf.sum())
     # The groups the brain model choice depends on: CT, dark CSF (T1, FLAIR), bright CSF (T2, PD).
@@ -347,7 +351,7 @@ def contrast_section(args) -> list[str]:
         "",
         f"* **heads: contrast accuracy {100 * acc:.1f} %** (5 classes); CT / dark-CSF (T1, FLAIR) / bright-CSF (T2, PD) "
         f"group accuracy {100 * gacc:.1f} % (what the brain model choice uses);",
-        f"* body sections: {100 * body_acc:.1f} % (CT / T1-like / T2-like);",
+        f"* body sections: modality (CT / MR) {100 * body_modality:.1f} %; CT / T1-like / T2-like {100 * body_acc:.1f} %;",
         f"* all {confusion.sum() + body_conf.sum()} renderings: **{100 * all_acc:.1f} %** (the body scored as above; "
         f"{100 * strict:.1f} % if a body section had to be named by the contrast it was rendered in, as the first version of this "
         "benchmark counted);",

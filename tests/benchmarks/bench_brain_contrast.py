@@ -154,6 +154,8 @@ def brain_rows(args, saved: list[dict] | None = None, save: Path | None = None) 
 
 
 def bench_cases(args) -> list[int]:
+    if getattr(args, "cases", None):
+        return [int(c) for c in args.cases.split(",")]
     return list(range(len(CASES))) if not args.quick else [0, 5]
 
 
@@ -220,6 +222,8 @@ def main() -> None:
                     help="also run the original deepbet and HD-BET packages (or only one of them)")
     ap.add_argument("--five", action="store_true", help="also HD-BET's five-fold ensemble")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cases", help="only these heads (comma-separated indices into CASES), e.g. to add a slow peer to a few; "
+                    "the others keep their saved rows")
     ap.add_argument("--no-brain", action="store_true")
     ap.add_argument("--no-contrast", action="store_true")
     ap.add_argument("--masks-only", action="store_true", help="only compute and save the brain masks' rows (no recognition)")
@@ -249,6 +253,9 @@ def main() -> None:
             old = json.loads(saved.read_text())
             print(f"brain masks: reusing {saved} (its Dice and times; only missing methods run)", file=sys.stderr)
         rows = brain_rows(args, old, None if args.quick else saved)
+        if args.cases and old:
+            done = {r["case"] for r in rows}
+            rows = sorted(rows + [r for r in old if r["case"] not in done], key=lambda r: r["case"])
         if not args.quick:
             saved.write_text(json.dumps(rows, indent=1))
             if args.masks_only:

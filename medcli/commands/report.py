@@ -178,16 +178,13 @@ def _available() -> list[str]:
 
 
 def run_analyses(image, source: str, tasks: list[str], contrast: dict | None = None):
-    """Run the analyses in this process: brain extraction once, its mask reused by the others.
+    """Run the analyses in this process: brain extraction once, its mask reused by the others (:func:`shared_brain`).
 
     ``contrast``: the image already recognised (``--run all``), not recognised again by the brain step.
     """
     import time
 
-    import numpy as np
-
     from medcli.cli.runtime import log
-    from medcli.image import Image
 
     items = []
     brain_img = None
@@ -195,9 +192,22 @@ def run_analyses(image, source: str, tasks: list[str], contrast: dict | None = N
         t0, c0 = time.perf_counter(), time.process_time()
         items += _run_one(task, image, source, brain_img, contrast)
         if task == "brain":
-            brain_img = Image(np.asarray(items[-2].data.data).astype(np.uint8), image.affine)
+            brain_img = shared_brain(image, items[-2].data)
         log.info(f"--run {task}: {time.perf_counter() - t0:.1f} s ({time.process_time() - c0:.1f} s CPU)")
     return items
+
+
+def shared_brain(image, brain_labels):
+    """The brain mask the other analyses work in: the brain step's; on a skull-stripped image its non-zero region,
+    which the separate ``segment --task tissue`` and ``detect`` take there, so that ``--run`` reports their numbers."""
+    import numpy as np
+
+    from medcli.image import Image
+    from medcli.segment.tissue import background_value, brain_mask
+
+    if background_value(image) is not None:
+        return Image(brain_mask(image, None)[0].astype(np.uint8), image.affine)
+    return Image(np.asarray(brain_labels.data).astype(np.uint8), image.affine)
 
 
 def _run_one(task, image, source, brain_img, contrast=None):

@@ -71,3 +71,21 @@ def test_run_all_fits_the_modality():
     assert _fitting(tasks, io.read("sample:t1"))[0] == tasks
     fit, rec = _fitting(tasks, io.read("sample:ct"))
     assert fit == ["detect"] and rec["modality"] == "CT"
+
+
+def test_shared_brain_is_what_the_separate_commands_use():
+    """--run shares the brain step's mask with tissue, detect and landmarks; on a skull-stripped image they get its
+    non-zero region instead, as the separate commands take there (so --run reports the same numbers)."""
+    import numpy as np
+
+    from medcli import io
+    from medcli.commands.report import shared_brain
+    from medcli.segment.tissue import brain_mask
+
+    t1 = io.read("sample:t1")  # skull-stripped: zero background
+    step = t1.with_data(np.ones(t1.shape, np.uint8))  # a brain step's (here: everything) mask
+    got = np.asarray(shared_brain(t1, step).data) > 0
+    assert np.array_equal(got, brain_mask(t1, None)[0]) and 0.1 < got.mean() < 0.5
+    noise = np.abs(np.random.default_rng(0).normal(0, 5, t1.shape)).astype(np.float32)
+    noisy = t1.with_data(np.asarray(t1.data, np.float32) + noise)  # no constant background: the brain step's mask is kept
+    assert np.array_equal(np.asarray(shared_brain(noisy, step).data), np.asarray(step.data))

@@ -63,6 +63,7 @@ def transform_paths(prefix: str, kind: str) -> dict[str, str]:
         ("A T2 onto its T1 (mutual information)", "medcli register t2.nii.gz --fixed t1.nii.gz --type rigid --metric mi -o t2_in_t1.nii.gz"),
         ("Many subjects onto one template", "medcli register sub-*/anat/*_T1w.nii.gz --fixed sample:t1 -o mni/{stem}.nii.gz --transform mni/{stem}_"),
         ("After bias correction, in a pipe", "medcli biascorrect t1.nii.gz -o - | medcli register - --fixed sample:t1 -o t1_mni.nii.gz"),
+        ("Learned field (SynthMorph-style, any contrast), refined by a short SyN", "medcli register t2.nii.gz --fixed t1.nii.gz --method hybrid -o t2_in_t1.nii.gz"),
         ("Carry labels with the result", "medcli register apply aseg.nii.gz --labels -t t1_mni_1Warp.nii.gz -t t1_mni_0GenericAffine.mat -r sample:t1 -o aseg_mni.nii.gz"),
     ],
     references=[
@@ -70,6 +71,7 @@ def transform_paths(prefix: str, kind: str) -> dict[str, str]:
         "Arsigny V, Commowick O, Pennec X, Ayache N. A Log-Euclidean framework for statistics on diffeomorphisms. MICCAI 2006.",
         "Vercauteren T et al. Symmetric log-domain diffeomorphic registration: a demons-based approach. MICCAI 2008.",
         "Mattes D et al. PET-CT image registration in the chest using free-form deformations. IEEE TMI 2003.",
+        "Hoffmann M, Billot B, Greve DN, Iglesias JE, Fischl B, Dalca AV. SynthMorph: learning contrast-invariant registration without acquired images. IEEE TMI 2022.",
         "Yushkevich PA et al. Fast automatic segmentation of hippocampal subfields and medial temporal lobe subregions (greedy). Hum Brain Mapp 2015.",
     ],
     needs_3d=True,
@@ -83,7 +85,7 @@ def cli(
     metric: Annotated[str, typer.Option("--metric", metavar="|".join(METRICS), help="Similarity metric (auto: MI for affine stages, NCC or MI for syn by measured contrast).")] = "auto",
     method: Annotated[
         str,
-        typer.Option("--method", metavar="|".join(METHODS), help="Deformable stage of --type syn: classical (SyN-like), learned (SynthMorph-style network, model 'register'), hybrid (the network's field refined by a short classical SyN), auto (the one that measured better)."),
+        typer.Option("--method", metavar="|".join(METHODS), help="Deformable stage of --type syn: classical (SyN-like), learned (SynthMorph-style network, model 'register'), hybrid (the network's field refined by a short classical SyN), auto (the one that measured better: classical)."),
     ] = "auto",
     transform: Annotated[
         Optional[str],

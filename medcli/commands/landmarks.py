@@ -12,7 +12,7 @@ Two forms share the command name:
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,6 +21,8 @@ from medcli.image import Image
 
 METHODS = ("atlas", "learned")
 SKULL = ("auto", "on", "off")
+#: Template grid (mm) of the learned method's affine start (its registration runs at 4 mm anyway).
+LEARNED_TEMPLATE_MM = 2.0
 
 
 @command(
@@ -95,13 +97,14 @@ def eval_cli(
 def cli(
     method: Annotated[str, typer.Option("-m", "--method", metavar="|".join(METHODS), help="Detection method.")] = "atlas",
     landmark_set: Annotated[str, typer.Option("--set", metavar="NAME", help="Landmark set (medcli/data/landmark_sets.json).")] = "afids",
-    mask: Annotated[Optional[str], typer.Option("--mask", metavar="FILE", help="Brain mask on the input grid; a template ({stem}...) for batches.")] = None,
+    mask: Annotated[str | None, typer.Option("--mask", metavar="FILE", help="Brain mask on the input grid; a template ({stem}...) for batches.")] = None,
     skull: Annotated[str, typer.Option("--skull", metavar="|".join(SKULL), help="Is the skull on? auto: recognised; on: brain-extract first.")] = "auto",
     spacing: Annotated[
-        float, typer.Option("--spacing", min=0.5, metavar="MM", help="Voxel size of the template grid the registration runs on (2: about 4x faster).")
-    ] = 1.0,
+        float | None, typer.Option("--spacing", min=0.5, metavar="MM", help="Voxel size of the template grid the registration runs on "
+                                      f"(default: 1 for atlas, {LEARNED_TEMPLATE_MM:g} for learned; 2: atlas about 4x faster).", show_default=False)
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the registration's affine stages.")] = 0,
-    qc: Annotated[Optional[str], typer.Option("--qc", metavar="FILE", help="Write a QC picture: each landmark on its three planes (.png).", show_default=False)] = None,
+    qc: Annotated[str | None, typer.Option("--qc", metavar="FILE", help="Write a QC picture: each landmark on its three planes (.png).", show_default=False)] = None,
 ):
     from medcli import io
     from medcli.cli.runtime import log, torch_device
@@ -110,17 +113,22 @@ def cli(
 
     if method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}")
-    if method == "learned":
-        raise UsageError("--method learned: no trained landmark model ships yet; use --method atlas")
     if skull not in SKULL:
         raise UsageError(f"--skull must be one of {', '.join(SKULL)}")
     if qc and not qc.lower().endswith(".png") and "{" not in qc:
         raise UsageError(f"--qc {qc!r}: the QC picture is a .png file")
     lset = load_set(landmark_set)
-    template = io.read(lset.template)
+    template = reference = io.read(lset.template)
+    if spacing is None:
+        spacing = 1.0 if method == "atlas" else LEARNED_TEMPLATE_MM
     if spacing != 1.0:
         template = template.resample(spacing)
     device = torch_device()
+    model = None
+    if method == "learned":
+        from medcli.landmarks.learned import load_model
+
+        model = load_model(device)
 
     def step(image: Image, job: Job):
         from medcli.enhance.masks import read_mask
@@ -135,7 +143,13 @@ def cli(
         if qc:
             check_writable(job.path(qc), job.force)
         m = read_mask(job.path(mask), image, "--mask") if mask else None
-        det = detect_atlas(image, lset, mask=m, skull=skull, template=template, seed=seed, device=device, log=log.debug)
+        if method == "learned":
+            from medcli.landmarks.learned import detect_learned
+
+            det = detect_learned(image, lset, mask=m, skull=skull, template=template, seed=seed, device=device, model=model,
+                                 reference=reference, log=log.debug)
+        else:
+            det = detect_atlas(image, lset, mask=m, skull=skull, template=template, seed=seed, device=device, log=log.debug)
         for w in det.warnings:
             log.warning(f"{job.source}: {w}")
         pts = det.points
@@ -152,6 +166,8 @@ def cli(
         job.provenance["Seed"] = seed
         job.provenance["Landmarks"] = {"Set": lset.name, "Method": method, "Template": lset.template,
                                        "Registration": {k: det.stats.get(k) for k in ("type", "metric", "seconds")}}
+        if det.stats.get("model"):
+            job.provenance["Landmarks"]["Model"] = det.stats["model"]
 
     return step
 

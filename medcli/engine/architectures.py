@@ -20,7 +20,7 @@ ARCHITECTURES: dict[str, str] = {
     "hdbet": "medcli.engine.hdbet:HDBetNet",
     "unrolled_mri": "medcli.recon.mri.learned:UnrolledNet",
     "plane-classifier": "medcli.engine.classify:PlaneClassifier",
-    "landmark-heatmap": "medcli.landmarks.learned:HeatmapNet",
+    "landmark-match": "medcli.landmarks.learned:MatchNet",
     "centernet3d": "medcli.detect.net:CenterNet3D",
 }
 

@@ -156,28 +156,43 @@ def detect_atlas(
         raise ValueError(f"skull must be one of {SKULL}")
     src = image.meta.get("source")
     image = check_image(image, src)
-    warnings: list[str] = []
-    if mask is not None:
-        mask = np.asarray(mask) > 0
-        if mask.shape != image.shape[:3]:
-            raise InputError(f"--mask has shape {mask.shape}, the image {image.shape[:3]}")
-        if not mask.any():
-            raise InputError("--mask is empty")
-    else:
-        mask, warnings = brain_mask_for(image, skull, device, log)
+    mask, warnings = subject_mask(image, mask, skull, device, log)
     tmpl = template if template is not None else io.read(lset.template)
     res = register(image, tmpl, kind="syn", moving_mask=mask, seed=seed, device=device, options=options, log=log)
     t_data, w_data = np.asarray(tmpl.data, np.float32), np.asarray(res.warped.data, np.float32)
+    stats = dict(res.stats, head_correlation=round(check_head(t_data, w_data, lset, src), 4))
+    ras = res.chain.transform_points(lset.points.ras)
+    conf = local_similarity(t_data, w_data, tmpl.affine, lset.points.ras, CONFIDENCE_RADIUS_MM)
+    return Detection(points=found(image, lset, ras, conf, warnings), warnings=warnings, stats=stats)
+
+
+def subject_mask(image: Image, mask: np.ndarray | None, skull: str, device: Any = None,
+                 log: Callable[[str], None] | None = None) -> tuple[np.ndarray | None, list[str]]:
+    """The user's ``--mask`` checked against the image, else :func:`brain_mask_for`; and warnings."""
+    if mask is None:
+        return brain_mask_for(image, skull, device, log)
+    mask = np.asarray(mask) > 0
+    if mask.shape != image.shape[:3]:
+        raise InputError(f"--mask has shape {mask.shape}, the image {image.shape[:3]}")
+    if not mask.any():
+        raise InputError("--mask is empty")
+    return mask, []
+
+
+def check_head(t_data: np.ndarray, w_data: np.ndarray, lset: LandmarkSet, source: str | None) -> float:
+    """|Pearson r| of the template and the registered subject over the template's brain; refuses a non-head."""
     brain = t_data > np.percentile(t_data, 60)
     rho = abs(float(np.corrcoef(t_data[brain], w_data[brain])[0, 1])) if w_data[brain].std() > 0 else 0.0
-    stats = dict(res.stats, head_correlation=round(rho, 4))
     if not rho >= MIN_HEAD_CORRELATION:
         raise ProcessingError(
             f"the image does not match the {lset.name} template after registration (|r| = {rho:.2f} over its brain, "
-            f"expected >= {MIN_HEAD_CORRELATION}): is it a head MR image?", src,
+            f"expected >= {MIN_HEAD_CORRELATION}): is it a head MR image?", source,
         )
-    ras = res.chain.transform_points(lset.points.ras)
-    conf = local_similarity(t_data, w_data, tmpl.affine, lset.points.ras, CONFIDENCE_RADIUS_MM)
+    return rho
+
+
+def found(image: Image, lset: LandmarkSet, ras: np.ndarray, conf: np.ndarray, warnings: list[str]):
+    """The set's points at ``ras`` with confidences; those outside the field of view missing (NaN), with a warning."""
     out = outside(image, ras)
     if out.any():
         names = [lset.points.descriptions[i] or lset.points.labels[i] for i in np.flatnonzero(out)]
@@ -186,4 +201,4 @@ def detect_atlas(
         conf[out] = np.nan
     pts = lset.points.moved(ras)
     pts.confidences = np.round(conf, 4)
-    return Detection(points=pts, warnings=warnings, stats=stats)
+    return pts

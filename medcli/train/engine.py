@@ -448,7 +448,7 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
     task_validator = Validator
     if recipe["model"].get("task") == "registration":  # image pairs in, a velocity field out: own loss and validation
         from medcli.train.registration import Validator as task_validator, make_loss  # noqa: F811
-    elif recipe["model"].get("task") == "landmarks":  # patches in, one heatmap per landmark: a radial-error loss
+    elif recipe["model"].get("task") == "landmarks":  # subject/template patch pairs in, a heatmap over shifts out
         from medcli.train.landmarks import Validator as task_validator, make_loss  # noqa: F811
 
     t = recipe["train"]

@@ -18,11 +18,29 @@ def one_line(stderr: bytes) -> str:
     return lines[0]
 
 
-def test_learned_method_is_a_clear_error(cli, tmp_path):
-    r = cli("landmarks", "sample:t1", "--method", "learned", "-o", tmp_path / "p.fcsv")
+def test_unknown_method_is_a_clear_error(cli, tmp_path):
+    r = cli("landmarks", "sample:t1", "--method", "magic", "-o", tmp_path / "p.fcsv")
     assert r.returncode == 2
-    assert "no trained landmark model" in one_line(r.stderr)
+    assert "--method must be one of atlas, learned" in one_line(r.stderr)
     assert not (tmp_path / "p.fcsv").exists()
+
+
+@pytest.mark.slow
+def test_learned_end_to_end(cli, tmp_path):
+    """--method learned on a translated 2 mm template: JSON on stdout with 32 points near the truth, model in provenance."""
+    from medcli import io
+    from medcli.register.transforms import AffineTransform, TransformChain, warp_image
+
+    shift = np.array([-4.0, 6.0, 3.0])
+    t = io.read("sample:t1").resample(2.0)
+    io.write(warp_image(t, TransformChain([AffineTransform.from_translation(-shift)]), t), tmp_path / "subj.nii.gz")
+    r = cli("landmarks", tmp_path / "subj.nii.gz", "--method", "learned", "--skull", "off", "-o", "-", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert len(doc["points"]) == 32
+    ras = np.array([p["ras"] for p in doc["points"]], float)
+    err = np.linalg.norm(ras - (load_set("afids").points.ras + shift), axis=1)
+    assert err.mean() < 1.5, err
 
 
 def test_2d_image_and_bad_output(cli, tmp_path):

@@ -272,10 +272,12 @@ def main() -> int:
     ap.add_argument("--skip-ants-t2", action="store_true", help="Do not run ANTsPy on the T2-like case.")
     ap.add_argument("--work", default=None, help="Working folder (default: a temporary one).")
     ap.add_argument("--tools", default="medcli,ants,greedy,elastix", help="Which tools to run (comma-separated: medcli, ants, greedy, elastix).")
+    ap.add_argument("--cases", default="T1,T2", help="Which cases the peers run (T1: SyN and Affine; T2: SyN on the T2-like image).")
     ap.add_argument("--reuse-case", action="store_true", help="Keep the case files already in --work.")
     ap.add_argument("--merge", default=None, help="Take the other tools' rows from these earlier runs' printed JSON lines (comma-separated logs).")
     args = ap.parse_args()
     tools = set(args.tools.split(","))
+    cases = set(args.cases.split(","))
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_register_"))
     work.mkdir(parents=True, exist_ok=True)
     case = make_case(work, args.spacing, reuse=args.reuse_case)
@@ -296,17 +298,17 @@ def main() -> int:
     if "medcli" in tools:
         m = run_medcli(paths["moving"], paths, work, "medcli_syn", "syn")
         row("medcli", "SyN", "T1", m, dice_of(m["transforms"], paths), folded(m["transforms"][0], paths), f"metric {m['stats']['metric']}")
-    if "ants" in tools:
+    if "ants" in tools and "T1" in cases:
         a = run_ants(paths["moving"], paths, work, "ants_syn_", "SyN")
         row("ANTsPy", "SyN", "T1", a, dice_of(a["transforms"], paths), folded(a["transforms"][0], paths))
     if "medcli" in tools:
         m = run_medcli(paths["moving"], paths, work, "medcli_affine", "affine")
         row("medcli", "Affine", "T1", m, dice_of(m["transforms"], paths))
-    if "ants" in tools:
+    if "ants" in tools and "T1" in cases:
         a = run_ants(paths["moving"], paths, work, "ants_affine_", "Affine")
         row("ANTsPy", "Affine", "T1", a, dice_of(a["transforms"], paths))
     for tool, label in (("greedy", "picsl-greedy"), ("elastix", "itk-elastix")):
-        if tool not in tools:
+        if tool not in tools or "T1" not in cases:
             continue
         for kind, case_name, moving in (("syn", "T1", "moving"), ("affine", "T1", "moving")):
             try:
@@ -319,7 +321,7 @@ def main() -> int:
     if "medcli" in tools:
         m = run_medcli(paths["moving_t2"], paths, work, "medcli_syn_t2", "syn")
         row("medcli", "SyN", "T2-like", m, dice_of(m["transforms"], paths), folded(m["transforms"][0], paths), f"metric {m['stats']['metric']}")
-    if "ants" in tools and not args.skip_ants_t2:
+    if "ants" in tools and not args.skip_ants_t2 and "T2" in cases:
         a = run_ants(paths["moving_t2"], paths, work, "ants_syn_t2_", "SyN")
         row("ANTsPy", "SyN", "T2-like", a, dice_of(a["transforms"], paths), folded(a["transforms"][0], paths))
     if "medcli" not in tools:
@@ -351,7 +353,10 @@ def write_results(rows: list[dict], args, deterministic: bool | None) -> None:
         f"case at {args.spacing:g} mm: MNI T1 through a known smooth random warp (3 mm RMS) + affine; "
         "`python tests/benchmarks/bench_register.py`. One thread per run; time = CPU seconds (user + sys) of the whole "
         "run, wall seconds beside (the machine was shared, so wall times are inflated). Dice of the GM/WM maps carried by "
-        "each tool's written transforms through ANTsPy's apply_transforms.",
+        "each tool's written transforms: medcli's and ANTsPy's through ANTsPy's apply_transforms, picsl-greedy's through "
+        "its own reslicing (-ri LINEAR), itk-elastix's through transformix (linear); thresholded at 50 %. Peers' settings: "
+        "ANTsPy type_of_transform SyN / Affine (Mattes MI); greedy as documented for brains (affine 12 dof NCC 2x2x2 "
+        "100x50x10, then deformable NCC 2x2x2 100x50x10 with -oinv); elastix default affine (+ default B-spline) maps.",
         "",
         "| tool | type | case | GM Dice | WM Dice | folded (det<=0) | CPU s | wall s | peak GB | note |",
         "|---|---|---|---|---|---|---|---|---|---|",

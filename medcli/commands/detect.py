@@ -128,9 +128,10 @@ def eval_cli(
     "detect",
     summary="Detect focal lesions; write findings (centre, box, diameter, score) in world mm for Slicer and evaluators.",
     description="Two methods. learned: a dense 3D CenterNet-style network (centre heatmap + box sizes, 0.43 M "
-    "parameters, models detect-brain and detect-ct) run at 2 mm along the image's own axes, trained with a focal loss "
-    "on synthetic lesions of 2-40 mm (any contrast, hypo- or hyperintense) among vessel and sulcus-like mimics; peaks "
-    "of the heatmap become findings boxed by the regressed sizes. log: a multi-scale "
+    "parameters, model detect-lesion; input: the image, the search mask and its scale-space (DoG) channels) run at "
+    "2 mm along the image's own axes, trained with a focal loss on synthetic lesions of 2-40 mm (any contrast, hypo- "
+    "or hyperintense; MR and CT) among vessel and sulcus-like mimics; peaks of the heatmap become findings boxed by "
+    "the regressed sizes. log: a multi-scale "
     "Laplacian-of-Gaussian (difference of Gaussians, sigmas in mm so anisotropic and oblique grids see physical sizes; "
     "scale-normalised; Hessian blobness damps vessels and sulci; suppression in world mm), outlining each at half "
     "contrast for its box, centre and volume. The default method per task is the one that measured better on the "

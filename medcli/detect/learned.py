@@ -25,8 +25,13 @@ from medcli.detect.findings import Finding
 from medcli.detect.log import _subvoxel, normalise, spacing_of
 from medcli.image import Image
 
-#: Network input range (normalised units) and the CT window (HU) it sees for ct-lesion.
+#: Network input range (normalised units).
 CLIP = (-1.0, 2.0)
+#: Gaussian sigmas (mm) of the scale-space input channels: differences of adjacent blurs, the
+#: normalised Laplacian of Gaussian of :mod:`medcli.detect.log` for blobs of about 2-24 mm. Given
+#: as input they spare the network learning blob filters from scratch (it learns which blobs are
+#: lesions: shape, context, mimics), which a CPU training budget could not afford.
+DOG_SIGMAS_MM = (0.6, 1.0, 1.6, 2.6, 4.2, 6.8)
 #: Whole-volume inference up to this many voxels; tiles above.
 WHOLE_MAX = 160**3
 TILE, MARGIN = 96, 12
@@ -51,11 +56,20 @@ def to_model_grid(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, spacin
     return img, aff, m
 
 
-def model_input(data: np.ndarray, mask: np.ndarray, ct: bool, window: tuple[float, float]) -> np.ndarray:
-    """(2, X, Y, Z) network input: normalised image, search mask."""
+def model_input(data: np.ndarray, mask: np.ndarray, ct: bool, window: tuple[float, float], channels: int = 2,
+                spacing: float = 2.0) -> np.ndarray:
+    """(C, X, Y, Z) network input: normalised image, search mask, then (C > 2) the scale-space channels."""
+    from scipy import ndimage
+
     work = np.clip(data, *window) if ct else data
     x = np.clip(normalise(work.astype(np.float32), mask), *CLIP)
-    return np.stack([x, mask.astype(np.float32)]).astype(np.float32)
+    chans = [x, mask.astype(np.float32)]
+    if channels > 2:
+        sig = np.array(DOG_SIGMAS_MM[: channels - 1]) / spacing
+        blur = [ndimage.gaussian_filter(x, s, mode="nearest", truncate=3.0) for s in sig]
+        k = sig[1:] / sig[:-1]
+        chans += [(blur[i] - blur[i + 1]) / np.float32(k[i] - 1) for i in range(len(sig) - 1)]
+    return np.stack(chans).astype(np.float32)
 
 
 def _forward(model, x: np.ndarray, device) -> np.ndarray:
@@ -159,9 +173,11 @@ class LearnedDetector:
         self.net.to(self.device)
         inp: dict[str, Any] = self.spec.get("input") or {}
         self.spacing = float((inp.get("spacing") or [2.0])[0])
+        self.channels = int((self.spec.get("params") or {}).get("in_channels", 2))
         self.mirror = bool(inp.get("mirror", False))
         self.name = str(self.spec.get("name", model))
-        self.sha256 = str(self.spec.get("sha256", ""))
+        files = self.spec.get("files") or [{}]  # registry models: per file; trained folders: in spec.json
+        self.sha256 = str(self.spec.get("sha256") or files[0].get("sha256", ""))
 
     def __call__(self, data: np.ndarray, affine: np.ndarray, mask: np.ndarray, ct: bool, window: tuple[float, float],
                  floor: float, max_findings: int | None = None, min_diameter: float = 0.0, max_diameter: float = float("inf"),
@@ -171,7 +187,7 @@ class LearnedDetector:
         if not m.any():
             m = np.zeros_like(m)
             return [], np.zeros(img.shape, np.float32), aff
-        x = model_input(img, m, ct, window)
+        x = model_input(img, m, ct, window, self.channels, self.spacing)
         heat, sizes = predict_maps(self.net, x, self.device, self.mirror if mirror is None else mirror)
         found = peaks_to_findings(heat, sizes, m, aff, floor, max_findings, min_diameter, max_diameter)
         return found, heat, aff

@@ -1,8 +1,9 @@
 """CenterNet-style dense 3D lesion detector: a centre heatmap and per-voxel box sizes.
 
-A small four-level encoder-decoder (no normalisation layers: a patch in training
-and a whole volume at inference see the same arithmetic) whose full-resolution
-output has ``1 + 4`` channels:
+A small four-level encoder-decoder (batch normalisation: at inference its
+running statistics make it a fixed per-channel affine map, so a training patch
+and a whole volume see the same arithmetic) whose full-resolution output has
+``1 + 4`` channels:
 
 * channel 0: the centre heatmap logit (a lesion's centre is a peak; trained
   with the penalty-reduced focal loss of CenterNet, Zhou et al. 2019);
@@ -27,7 +28,8 @@ PRIOR = 0.01
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(cin, cout, 3, stride=stride, padding=1), nn.LeakyReLU(0.1, inplace=True))
+    return nn.Sequential(nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm3d(cout),
+                         nn.LeakyReLU(0.1, inplace=True))
 
 
 class CenterNet3D(nn.Module):
@@ -53,7 +55,8 @@ class CenterNet3D(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, a=0.1, nonlinearity="leaky_relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         last = self.head[-1]
         nn.init.normal_(last.weight, std=0.01)
         with torch.no_grad():

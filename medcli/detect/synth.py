@@ -98,7 +98,7 @@ HELD_OUT = LesionConfig(tail=1.3, rim_prob=0.3, core_prob=0.3, oedema_prob=0.35,
                         noise=(0.015, 0.05), bias=0.15, jitter=0.07)
 #: The learned detector's training setting (neither the validation defaults nor HELD_OUT): lower
 #: contrast floor, wider noise and bias, more and darker mimics, CSF-like sheets.
-TRAINING = LesionConfig(n_lesions=(0, 5), tail=1.45, rim_prob=0.25, core_prob=0.25, oedema_prob=0.3, min_contrast=0.18,
+TRAINING = LesionConfig(n_lesions=(0, 5), tail=0.9, rim_prob=0.25, core_prob=0.25, oedema_prob=0.3, min_contrast=0.18,
                         hyper_prob=0.5, vessels=(0, 5), noise=(0.0, 0.06), bias=0.2, jitter=0.09, vessel_radius=(0.4, 1.8),
                         dark_vessel_prob=0.35, pockets=(0, 3))
 

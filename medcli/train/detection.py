@@ -20,7 +20,8 @@ an L1 loss on the sizes.
 **Partial labels**: with ``unlabelled = q`` each lesion is, with probability q,
 left unlabelled, as in data sets where half of the lesions are not annotated.
 Its region (dilated) is masked out of the loss: it is neither taught as a
-lesion nor as background.
+lesion nor as background. Lesions under ``min_labelled_mm`` are masked the same
+way (a lesion of one or two voxels is as faint as the noise).
 
 The loop (checkpoints, resume, best-on-validation export, logs) is the
 engine's; validation runs the detector on whole 2 mm brains made with the
@@ -44,11 +45,11 @@ PATCH = 40
 SPACING = 2.0
 #: Linear learning-rate warm-up (steps): without normalisation layers, Adam's first full-size steps
 #: move every layer at once and can blow the heatmap up (all voxels "centres").
-WARMUP = 60
+WARMUP = 30
 
 
 def _sigma_vox(diameter_mm: float) -> float:
-    return max(0.75, 0.15 * diameter_mm / SPACING)
+    return max(1.0, 0.2 * diameter_mm / SPACING)
 
 
 def _training_box(rng: np.random.Generator, probs: np.ndarray, affine: np.ndarray, patch: int, split_y: float):
@@ -76,11 +77,12 @@ def _soft_mask(img: np.ndarray, head: np.ndarray, window: tuple[float, float]) -
 
 
 def detection_sample(rng: np.random.Generator, patch: int = PATCH, contrasts: tuple[str, ...] = ("t1", "t2", "flair", "random"),
-                     unlabelled: float = 0.0, thick_prob: float = 0.3, split_y: float | None = None) -> dict[str, np.ndarray]:
+                     unlabelled: float = 0.0, thick_prob: float = 0.3, split_y: float | None = None,
+                     channels: int = 2, min_labelled_mm: float = 0.0) -> dict[str, np.ndarray]:
     """One training patch and its targets.
 
     Returns:
-        ``x`` (2, P, P, P) input (image, mask); ``heat`` (P, P, P) centre targets; ``size`` (4, P, P, P)
+        ``x`` (channels, P, P, P) input (image, mask, scale-space channels: :func:`medcli.detect.learned.model_input`); ``heat`` (P, P, P) centre targets; ``size`` (4, P, P, P)
         log sizes (3 axes, diameter); ``size_w`` (P, P, P) where the sizes are taught; ``weight`` (P, P, P)
         where the heatmap is taught (0 outside the dilated mask and around unlabelled lesions).
     """
@@ -112,7 +114,7 @@ def detection_sample(rng: np.random.Generator, patch: int = PATCH, contrasts: tu
         img = np.pad(img, pad, mode="edge")
         mask = np.pad(mask, pad)
         lab = np.pad(lab, pad)
-    x = model_input(img, mask, ct, CT_WINDOW)
+    x = model_input(img, mask, ct, CT_WINDOW, channels, SPACING)
     shape = mask.shape
     heat = np.zeros(shape, np.float32)
     size = np.zeros((4,) + shape, np.float32)
@@ -120,7 +122,9 @@ def detection_sample(rng: np.random.Generator, patch: int = PATCH, contrasts: tu
     weight = ndimage.binary_dilation(mask, iterations=2).astype(np.float32)
     grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
     for i, f in enumerate(case.truth):
-        if unlabelled > 0 and rng.random() < unlabelled:
+        # Lesions under ``min_labelled_mm`` (about two voxels: as faint as the noise) are masked like
+        # unlabelled ones: taught as lesions they only teach the network to fire on noise.
+        if (unlabelled > 0 and rng.random() < unlabelled) or f.diameter_mm < min_labelled_mm:
             region = lab == i + 1
             grow = max(2, int(round(0.3 * f.diameter_mm / SPACING)))
             region = ndimage.binary_dilation(region, iterations=grow)
@@ -138,19 +142,21 @@ def detection_sample(rng: np.random.Generator, patch: int = PATCH, contrasts: tu
         size[3, sel] = np.log(max(f.diameter_mm, 1.0) / 10.0)
         size_w[sel] = 1.0
     # Mirror and permute the axes (the sizes follow their axes).
-    arrays = [x[0], x[1], heat, size[0], size[1], size[2], size[3], size_w, weight]
+    nx = len(x)
+    arrays = [*x, heat, size[0], size[1], size[2], size[3], size_w, weight]
     for ax in range(3):
         if rng.random() < 0.5:
             arrays = [np.flip(a, ax) for a in arrays]
     perm = rng.permutation(3)
     arrays = [np.transpose(a, perm) for a in arrays]
-    arrays[3:6] = [arrays[3 + int(p)] for p in perm]
+    arrays[nx + 1:nx + 4] = [arrays[nx + 1 + int(p)] for p in perm]
     out = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
-    return {"x": np.stack(out[:2]), "heat": out[2], "size": np.stack(out[3:7]), "size_w": out[7], "weight": out[8]}
+    return {"x": np.stack(out[:nx]), "heat": out[nx], "size": np.stack(out[nx + 1:nx + 5]), "size_w": out[nx + 5],
+            "weight": out[nx + 6]}
 
 
 def focal_loss(logit, target, weight, alpha: float = 2.0, beta: float = 4.0):
-    """CenterNet's penalty-reduced focal loss, summed over taught voxels and divided by the number of centres."""
+    """CenterNet's penalty-reduced focal loss, summed over taught voxels, divided by the number of centres + patches."""
     import torch
 
     p = torch.sigmoid(logit).clamp(1e-4, 1 - 1e-4)
@@ -158,7 +164,8 @@ def focal_loss(logit, target, weight, alpha: float = 2.0, beta: float = 4.0):
     neg = (1.0 - pos) * weight
     pos_loss = -torch.log(p) * (1 - p) ** alpha * pos
     neg_loss = -torch.log(1 - p) * p**alpha * (1 - target) ** beta * neg
-    return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
+    # Per centre, as CenterNet, plus one per patch: a batch with a single centre does not weigh 6x another.
+    return (pos_loss.sum() + neg_loss.sum()) / (pos.sum() + logit.shape[0])
 
 
 def detection_loss(out, batch: dict[str, Any], size_weight: float = 1.0):
@@ -218,7 +225,8 @@ def validate(model, cases, device, floor: float = 0.05) -> tuple[float, list[dic
     model.eval()
     scans, rows = [], []
     for name, case, mask in cases:
-        x = model_input(np.asarray(case.image.data, np.float32), mask, case.contrast == "ct", CT_WINDOW)
+        x = model_input(np.asarray(case.image.data, np.float32), mask, case.contrast == "ct", CT_WINDOW,
+                        model.stem[0].in_channels, SPACING)
         heat, sizes = predict_maps(model, x, device)
         pred = peaks_to_findings(heat, sizes, mask, case.image.affine, floor, 60)
         scans.append(Scan(name, pred, case.truth))
@@ -251,10 +259,13 @@ def train_detection(recipe: dict[str, Any], *, resume: bool = False, force: bool
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     model = build(engine.model_spec(recipe))
+    if recipe["model"].get("init"):
+        engine._init(model, recipe["model"]["init"])  # fine-tuning (the CT model starts from the brain model)
     params = list(model.parameters())
     opt = torch.optim.AdamW(params, lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
     settings = dict(recipe["data"].get("settings") or {})
     settings.setdefault("patch", int((t.get("patch") or [PATCH])[0]))
+    settings["channels"] = int(recipe["model"]["params"].get("in_channels", 2))
     if "contrasts" in settings:
         settings["contrasts"] = tuple(settings["contrasts"])
     size_weight = float(recipe["loss"].get("size_weight", 1.0))

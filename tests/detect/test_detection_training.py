@@ -70,12 +70,12 @@ def test_tiny_detection_training_run_and_resume(tmp_path):
 
     over = ["train.steps=2", "train.batch=1", "data.settings.patch=16", "train.validate_every=0", "train.checkpoint_every=1",
             "model.params.widths=[4, 8]", "model.params.head=4", f"output.dir={tmp_path / 'run'}"]
-    out = train(load_recipe("recipes/detect_brain.toml", over))
+    out = train(load_recipe("recipes/detect_lesion.toml", over))
     spec = json.loads((out / "spec.json").read_text())
     assert spec["task"] == "detection" and spec["architecture"] == "centernet3d"
     assert (out / "model.safetensors").stat().st_size > 0
     rows = (out / "log.csv").read_text().splitlines()
     assert len(rows) == 3 and all(np.isfinite(float(r.split(",")[1])) for r in rows[1:])
     # Resumed to more steps from the checkpoint.
-    out = train(load_recipe("recipes/detect_brain.toml", over[1:] + ["train.steps=3"]), resume=True)
+    out = train(load_recipe("recipes/detect_lesion.toml", over[1:] + ["train.steps=3"]), resume=True)
     assert len((out / "log.csv").read_text().splitlines()) == 4

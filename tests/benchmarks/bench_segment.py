@@ -321,6 +321,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default="", help="extra learned rows, 'MODEL:gaussian|histogram;...' (a candidate model "
                     "or refinement likelihood measured beside the shipped methods)")
     ap.add_argument("--no-classical", action="store_true", help="leave out the classical method (its code is unchanged)")
+    ap.add_argument("--cases", default="", help="without --drift: ';'-separated case names (shards of the main table)")
     ap.add_argument("--rows-out", default="", help="also save the result rows as JSON (shards of a --drift run)")
     ap.add_argument("--merge", nargs="*", default=None, help="with --drift: write segment_drift.md from the JSON rows of shards")
     args = ap.parse_args(argv)
@@ -332,11 +333,13 @@ def main(argv=None) -> int:
             part = json.loads(Path(f).read_text())
             rows += [tuple(r) for r in part["rows"]]
             methods += [m for m in part["methods"] if m not in methods]
-        table = drift_table(rows, methods) + "".join(dict.fromkeys(json.loads(Path(f).read_text())["notes"] for f in args.merge))
-        DRIFT_RESULTS.write_text(table + f"\nRun: `python tests/benchmarks/bench_segment.py --drift` in {len(args.merge)} shards "
-                                 "(`--scanners ... --rows-out`, then `--merge`), under nice on a shared, heavily loaded 2-core "
-                                 "machine (times are not comparable).\n")
-        print(DRIFT_RESULTS.read_text())
+        notes = "".join(dict.fromkeys(json.loads(Path(f).read_text())["notes"] for f in args.merge))
+        how = (f"\nRun: `python tests/benchmarks/bench_segment.py{' --drift' if args.drift else ''}` in {len(args.merge)} shards "
+               f"(`{'--scanners' if args.drift else '--cases'} ... --rows-out`, then `--merge`), under nice on a shared, heavily "
+               "loaded 2-core machine (times are not comparable).\n")
+        target = DRIFT_RESULTS if args.drift else RESULTS
+        target.write_text((drift_table(rows, methods) if args.drift else format_table(rows, methods)) + notes + how)
+        print(target.read_text())
         return 0
     learned = ["medcli learned", NETWORK_ONLY] if learned_available(args.model) else []
     if args.drift:
@@ -347,6 +350,12 @@ def main(argv=None) -> int:
     rows = []
     scanners = tuple(n.strip() for n in args.scanners.split(";") if n.strip())
     chosen = drift_cases(args.quick, scanners) if args.drift else cases(args.quick)
+    wanted = [c.strip() for c in args.cases.split(";") if c.strip()]
+    if wanted and not args.drift:
+        unknown = set(wanted) - set(chosen)
+        if unknown:
+            raise SystemExit(f"unknown case(s) {sorted(unknown)}: one of {', '.join(chosen)}")
+        chosen = {k: v for k, v in chosen.items() if k in wanted}
     for name, (image, brain, ref) in chosen.items():
         for method in methods:
             t0, c0 = time.perf_counter(), time.process_time()

@@ -247,7 +247,7 @@ def _detect_item(image, brain_img):
 
     mask = np.asarray(brain_img.data) > 0 if brain_img is not None else None
     task = "brain-lesion" if brain_img is not None else "ct-lesion"  # no brain step: --run all on a CT
-    det = detect(image, task=task, method="log", mask=mask)
+    det = detect(image, task=task, mask=mask)  # the task's default method, as medcli detect runs it
     return findings_item(json.loads(format_findings(det.findings, "json")), "--run detect", image, None)
 
 

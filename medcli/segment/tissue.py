@@ -4,10 +4,11 @@
 (:mod:`medcli.segment.classical`), with clusters named by their depth in the
 brain so that any MR contrast works. ``learned``: the contrast-agnostic
 ``tissue`` model (or any model with the same labels) through the inference
-engine, its probabilities then refined by a Gaussian mixture fitted to this
-image's intensities with the network's output as the spatial prior (the
-network names the tissues and knows the anatomy whatever the contrast; the
-mixture puts the boundaries where this image's intensities put them). The
+engine, its probabilities then refined by a per-tissue intensity model (one
+histogram per tissue, :data:`REFINE_LIKELIHOOD`) fitted to this image's
+intensities with the network's output as the spatial prior (the network
+names the tissues and knows the anatomy whatever the contrast; the
+refinement puts the boundaries where this image's intensities put them). The
 brain is found first: the non-zero region of a skull-stripped
 image, a mask the caller gives, or brain extraction when the head has a skull.
 

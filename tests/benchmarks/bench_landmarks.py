@@ -1,4 +1,4 @@
-"""Benchmark: ``medcli landmarks`` (atlas) against the ANTsPy baseline of the AFIDs papers.
+"""Benchmark: ``medcli landmarks`` (atlas and learned) against the ANTsPy baseline of the AFIDs papers.
 
 Cases (made here, with known answers): the bundled MNI T1 carried through a
 known random pull transform ``R = [warp, affine]`` (a smooth random
@@ -6,14 +6,18 @@ displacement, then a rotation of up to 15 degrees about each axis, a scaling of
 up to 10 % per axis and a translation); the subject image is the template
 resampled through ``R``'s inverse, so a template point ``x`` is at ``R(x)`` in
 the subject: the 32 AFIDs through ``R`` are the ground truth. Renderings: T1,
-T2-like (contrast inverted inside the head, as bench_register makes it) and a
-4 mm-slice T1 (2 mm in plane, 4 mm slices averaged along z). Subjects are on 2 mm
+T2-like (contrast inverted inside the head, as bench_register makes it), a
+4 mm-slice T1 (2 mm in plane, 4 mm slices averaged along z), PD-like (flat,
+CSF > GM > WM), and two skull-on heads (medcli.train.heads around the MNI brain,
+seeds the landmark model never saw; T1, and T2 with 3 mm slices) through the
+same kind of transform. Subjects are on 2 mm
 grids and both tools register with the template at 2 mm (speed on a shared
 2-core machine; the 1 mm template is what the command uses by default).
 
 Tools, whole runs (a fresh process each, one thread each):
 
-* **medcli**: ``medcli landmarks SUBJECT --skull off --spacing 2 -o pred.fcsv``;
+* **medcli**: ``medcli landmarks SUBJECT --method atlas|learned --skull off|auto --spacing 2 -o pred.fcsv``
+  (``auto`` on the skull-on heads: recognised and brain-extracted first);
 * **ANTsPy**: ``ants.registration(fixed=subject, moving=template, 'SyN')`` (the
   template onto the subject, as AutoAFIDs and the AFIDs papers do), then the
   template's AFIDs through ``apply_transforms_to_points`` with the inverse

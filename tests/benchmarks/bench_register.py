@@ -75,7 +75,7 @@ GREEDY_SCRIPT = textwrap.dedent(
     metric = "NMI" if kind.endswith("nmi") else "NCC 2x2x2"
     chain = f"{prefix}affine.mat" if kind.startswith("affine") else f"{prefix}warp.nii.gz {prefix}affine.mat"
     if len(sys.argv) > 6:  # untimed, after the run: the GM/WM maps through greedy's own reslicing (linear)
-        for src, dst in zip(sys.argv[6::2], sys.argv[7::2]):
+        for src, dst in zip(maps_io[0::2], maps_io[1::2]):
             run(f"-rf {fixed} -ri LINEAR -rm {src} {dst} -r {chain}")
         sys.exit(0)
     run(f"-a -dof 12 -m {metric} -i {fixed} {moving} -o {prefix}affine.mat -ia-image-centers -n 100x50x10")
@@ -89,15 +89,18 @@ GREEDY_SCRIPT = textwrap.dedent(
 #: and, for the deformable run, the default B-spline map (10 mm grid, bending energy) after it.
 ELASTIX_SCRIPT = textwrap.dedent(
     """
-    import sys, itk
+    import os, sys, itk
     fixed, moving, out, prefix, kind = sys.argv[1:6]
+    maps_io = [os.path.abspath(a) for a in sys.argv[6:]]
+    fixed, moving, out, prefix = (os.path.abspath(a) + ("/" if a.endswith("/") else "") for a in (fixed, moving, out, prefix))
+    os.chdir(os.path.dirname(prefix))  # transformix writes its own deformationField.nii into the working folder
     maps = 2 if kind == "syn" else 1
     if len(sys.argv) > 6:  # untimed, after the run: the GM/WM maps through transformix (linear) and the field
         params = itk.ParameterObject.New()
         for i in range(maps):
             params.AddParameterFile(f"{prefix}TransformParameters.{i}.txt")
             params.SetParameter(i, "FinalBSplineInterpolationOrder", "1")
-        for src, dst in zip(sys.argv[6::2], sys.argv[7::2]):
+        for src, dst in zip(maps_io[0::2], maps_io[1::2]):
             itk.imwrite(itk.transformix_filter(itk.imread(src, itk.F), params), dst)
         if kind == "syn":
             itk.imwrite(itk.transformix_deformation_field(itk.imread(moving, itk.F), params), f"{prefix}deformation.nii.gz")

@@ -21,7 +21,7 @@ def one_line(stderr: bytes) -> str:
 def test_unknown_method_is_a_clear_error(cli, tmp_path):
     r = cli("landmarks", "sample:t1", "--method", "magic", "-o", tmp_path / "p.fcsv")
     assert r.returncode == 2
-    assert "--method must be one of atlas, learned" in one_line(r.stderr)
+    assert "--method must be one of auto, atlas, learned" in one_line(r.stderr)
     assert not (tmp_path / "p.fcsv").exists()
 
 
@@ -99,3 +99,22 @@ def test_end_to_end_translation(cli, tmp_path):
     # no overwrite without --force
     r = cli("landmarks", tmp_path / "subj.nii.gz", "-o", tmp_path / "p.fcsv")
     assert r.returncode != 0 and "exists" in r.stderr.decode()
+
+
+@pytest.mark.slow
+def test_auto_uses_learned_on_a_head_with_its_skull(cli, tmp_path):
+    """--method auto (default) picks learned where its skull is on (it measured better there) and says so."""
+    from medcli.train.heads import TRAINING, synth_head, with_config
+
+    cfg = with_config(TRAINING, rotation=0.0, scale=0.0, elastic=0.0, ghost=0.0)
+    h = synth_head(np.random.default_rng(3), "t1", spacing=3.0, cfg=cfg, skull=True, slice_mm=3.0)
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(h.image.astype(np.float32), h.affine), tmp_path / "head.nii.gz")
+    r = cli("landmarks", tmp_path / "head.nii.gz", "-o", tmp_path / "p.fcsv", "--sidecar", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    sidecar = json.loads((tmp_path / "p.fcsv.json").read_text())
+    assert sidecar["Landmarks"]["Method"] == "learned"
+    s = load_set("afids")
+    err = np.linalg.norm(read_points(tmp_path / "p.fcsv").ras - s.points.ras, axis=1)
+    assert np.nanmean(err) < 1.5, err

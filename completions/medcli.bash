@@ -118,13 +118,13 @@ _medcli() {
             ;;
         "segment")
             case "$prev" in
-                --model|-m|--mask|--labels-out|--probabilities|--stats|--qc|--masked|-o|--output|--list) _medcli_files "$cur"; return 0 ;;
+                --model|-m|--mask|--labels-out|--probabilities|--stats|--qc|--masked|--dicom-seg|-o|--output|--list) _medcli_files "$cur"; return 0 ;;
                 --method) COMPREPLY=($(compgen -W "learned classical" -- "$cur")); return 0 ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
                 --task|-t|--labels|--array-index|--chunk|--series|--threads) return 0 ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--task -t --model -m --method --mask --labels --labels-out --probabilities --stats --qc --masked --postprocess --no-postprocess -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--task -t --model -m --method --mask --labels --labels-out --probabilities --stats --qc --masked --dicom-seg --postprocess --no-postprocess -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
             else
                 _medcli_files "$cur"
             fi
@@ -198,11 +198,12 @@ _medcli() {
                 --mask|--fixed-mask|--qc|--jacobian|--stats|-o|--output|--list) _medcli_files "$cur"; return 0 ;;
                 --type) COMPREPLY=($(compgen -W "rigid affine syn" -- "$cur")); return 0 ;;
                 --metric) COMPREPLY=($(compgen -W "auto ncc mi mse" -- "$cur")); return 0 ;;
+                --method) COMPREPLY=($(compgen -W "auto classical learned hybrid" -- "$cur")); return 0 ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
                 --fixed|--transform|--seed|--array-index|--chunk|--series|--threads) return 0 ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--fixed --type --metric --transform --mask --fixed-mask --seed --qc --jacobian --stats -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--fixed --type --metric --method --transform --mask --fixed-mask --seed --qc --jacobian --stats -o --output -f --force --list --array-index --chunk --skip-existing --sidecar --series -q --quiet -v --verbose --debug --threads --device --help" -- "$cur"))
             else
                 _medcli_files "$cur"
             fi
@@ -222,7 +223,7 @@ _medcli() {
         "landmarks")
             case "$prev" in
                 --mask|--qc|-o|--output|--list) _medcli_files "$cur"; return 0 ;;
-                -m|--method) COMPREPLY=($(compgen -W "atlas learned" -- "$cur")); return 0 ;;
+                -m|--method) COMPREPLY=($(compgen -W "auto atlas learned" -- "$cur")); return 0 ;;
                 --skull) COMPREPLY=($(compgen -W "auto on off" -- "$cur")); return 0 ;;
                 --device) COMPREPLY=($(compgen -W "auto cpu cuda mps" -- "$cur")); return 0 ;;
                 --set|--spacing|--seed|--array-index|--chunk|--series|--threads) return 0 ;;

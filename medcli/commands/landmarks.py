@@ -18,11 +18,10 @@ import typer
 
 from medcli.cli.command import Job, command
 from medcli.image import Image
+from medcli.landmarks.choice import TEMPLATE_MM, auto_method
 
 METHODS = ("auto", "atlas", "learned")
 SKULL = ("auto", "on", "off")
-#: Template grid (mm) of the learned method's affine start (its registration runs at 4 mm anyway).
-LEARNED_TEMPLATE_MM = 2.0
 
 
 @command(
@@ -107,7 +106,7 @@ def cli(
     skull: Annotated[str, typer.Option("--skull", metavar="|".join(SKULL), help="Is the skull on? auto: recognised; on: brain-extract first.")] = "auto",
     spacing: Annotated[
         float | None, typer.Option("--spacing", min=0.5, metavar="MM", help="Voxel size of the template grid the registration runs on "
-                                      f"(default: 1 for atlas, {LEARNED_TEMPLATE_MM:g} for learned; 2: atlas about 4x faster).", show_default=False)
+                                      f"(default: {TEMPLATE_MM['atlas']:g} for atlas, {TEMPLATE_MM['learned']:g} for learned; 2: atlas about 4x faster).", show_default=False)
     ] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the registration's affine stages.")] = 0,
     qc: Annotated[str | None, typer.Option("--qc", metavar="FILE", help="Write a QC picture: each landmark on its three planes (.png).", show_default=False)] = None,
@@ -132,7 +131,7 @@ def cli(
     def template_for(chosen: str) -> Image:
         # read once, resampled once per method: a batch pays for each only when it first needs it
         if chosen not in templates:
-            mm = spacing if spacing is not None else (1.0 if chosen == "atlas" else LEARNED_TEMPLATE_MM)
+            mm = spacing if spacing is not None else TEMPLATE_MM[chosen]
             templates[chosen] = reference if mm == 1.0 else reference.resample(mm)
         return templates[chosen]
 
@@ -160,10 +159,10 @@ def cli(
         if method == "auto":
             from medcli.landmarks.atlas import brain_mask_for
 
-            chosen = "atlas"
-            if m is None:
+            user_mask = m is not None
+            if not user_mask:
                 m, early = brain_mask_for(image, skull, device, log.debug)
-                chosen = "learned" if m is not None else "atlas"
+            chosen = auto_method(skull_on=m is not None, user_mask=user_mask)
             log.info(f"{job.source}: --method auto: {chosen} ({'skull on' if chosen == 'learned' else 'brain only'})")
         if chosen == "learned":
             from medcli.landmarks.learned import detect_learned

@@ -252,26 +252,49 @@ def _detect_item(image, brain_img):
 
 
 def _landmarks_items(image, brain_img):
-    """``medcli landmarks`` (AFIDs, atlas registration) with the brain mask already found: no second extraction.
-    The points, and the step (method, template) for the provenance table."""
+    """``medcli landmarks`` (AFIDs, the method ``--method auto`` picks) with the brain mask already found: no second
+    extraction. The points, and the step (method, template) for the provenance table."""
     from pathlib import Path
 
     import numpy as np
 
     from medcli import io
     from medcli.cli.runtime import log, torch_device
-    from medcli.landmarks.atlas import detect_atlas
+    from medcli.landmarks.atlas import brain_mask_for, detect_atlas
+    from medcli.landmarks.choice import TEMPLATE_MM, auto_method
     from medcli.landmarks.sets import load_set
     from medcli.report.inputs import Item
+    from medcli.segment.tissue import background_value
 
     lset = load_set("afids")
-    mask = np.asarray(brain_img.data) > 0 if brain_img is not None else None
-    det = detect_atlas(image, lset, mask=mask, template=io.read(lset.template), device=torch_device(), log=log.debug)
-    for w in det.warnings:
+    device = torch_device()
+    early: list[str] = []
+    if brain_img is not None:  # the brain step ran: its mask is the non-zero region on a skull-stripped image
+        mask, skull_on = np.asarray(brain_img.data) > 0, background_value(image) is None
+    else:
+        mask, early = brain_mask_for(image, "auto", device, log.debug)
+        skull_on = mask is not None
+    method = auto_method(skull_on)
+    reference = io.read(lset.template)
+    template = reference if TEMPLATE_MM[method] == 1.0 else reference.resample(TEMPLATE_MM[method])
+    model = None
+    if method == "learned":
+        from medcli.landmarks.learned import detect_learned, load_model
+
+        model = load_model(device)
+        det = detect_learned(image, lset, mask=mask, template=template, reference=reference, device=device, model=model,
+                             log=log.debug)
+    else:
+        det = detect_atlas(image, lset, mask=mask, template=template, device=device, log=log.debug)
+    for w in early + det.warnings:
         log.warning(f"landmarks: {w}")
     reg = det.stats
-    step = f"landmarks ({lset.name}, atlas: {reg.get('type', 'syn')} registration to {Path(lset.template).name})"
-    return [Item("landmarks", "--run landmarks", det.points), Item("step", "--run landmarks", {"step": step})]
+    step = f"landmarks ({lset.name}, {method}: {reg.get('type', 'syn')} registration to {Path(lset.template).name})"
+    done = {"step": step}
+    if model is not None:  # the network's name and weights, as the other learned steps record theirs
+        spec = model[1]
+        done.update(model=reg.get("model"), sha256=(spec.get("files") or [{}])[0].get("sha256"))
+    return [Item("landmarks", "--run landmarks", det.points), Item("step", "--run landmarks", done)]
 
 
 @command(

@@ -89,3 +89,27 @@ def test_shared_brain_is_what_the_separate_commands_use():
     noise = np.abs(np.random.default_rng(0).normal(0, 5, t1.shape)).astype(np.float32)
     noisy = t1.with_data(np.asarray(t1.data, np.float32) + noise)  # no constant background: the brain step's mask is kept
     assert np.array_equal(np.asarray(shared_brain(noisy, step).data), np.asarray(step.data))
+
+
+@pytest.mark.slow
+def test_run_landmarks_on_a_head_with_its_skull_uses_the_learned_method(cli, tmp_path):
+    """--run landmarks picks what ``medcli landmarks --method auto`` picks: learned on a head with its skull, with
+    the brain step's mask (no second extraction), its model and sha256 in the provenance table."""
+    import nibabel as nib
+
+    from medcli.landmarks.sets import load_set
+    from medcli.models import hub
+    from medcli.train.heads import TRAINING, synth_head, with_config
+
+    cfg = with_config(TRAINING, rotation=0.0, scale=0.0, elastic=0.0, ghost=0.0)
+    h = synth_head(np.random.default_rng(3), "t1", spacing=3.0, cfg=cfg, skull=True, slice_mm=3.0)
+    nib.save(nib.Nifti1Image(h.image.astype(np.float32), h.affine), tmp_path / "head.nii.gz")
+    r = cli("report", tmp_path / "head.nii.gz", "--run", "brain,landmarks", "-o", str(tmp_path / "r.json"), timeout=900)
+    assert r.returncode == 0, r.stderr.decode()
+    doc = json.loads((tmp_path / "r.json").read_text())
+    step = next(p for p in doc["provenance"] if str(p["step"]).startswith("landmarks"))
+    assert step["step"].startswith("landmarks (afids, learned")
+    assert step["sha256"] == hub.spec("landmarks-afids")["files"][0]["sha256"]
+    truth = load_set("afids").points.ras  # the head is the template's brain, not moved
+    pred = np.array([p["ras_mm"] if p["ras_mm"] is not None else [np.nan] * 3 for p in doc["landmarks"]], float)
+    assert np.nanmean(np.linalg.norm(pred - truth, axis=1)) < 1.5

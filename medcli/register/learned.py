@@ -104,7 +104,7 @@ def compose(outer, inner, fixed: Image, device) -> np.ndarray:
     out_t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(outer, -1, 0)))[None].to(device)
     lin_inv = torch.tensor(np.linalg.inv(fixed.affine[:3, :3]), dtype=torch.float32, device=device)
     res = np.empty_like(inner)
-    for x0, x1, ident in methods._slabs(shape, device):
+    for x0, x1, ident in methods.slabs(shape, device):
         r = torch.from_numpy(inner[x0:x1]).to(device)[None]
         pos = ident + r @ lin_inv.T
         res[x0:x1] = (r + G.sample(out_t, pos, padding="border").permute(0, 2, 3, 4, 1))[0].cpu().numpy()
@@ -180,13 +180,13 @@ def register_learned(
         F = G.volume(fn, dev)
         W = G.volume(fixed_mask.astype(np.float32) if fixed_mask is not None else (G.smooth(F, 2.0)[0, 0].cpu().numpy() > 0.05), dev)
         with torch.no_grad():
-            Ma = G.volume(methods._warp_moving(mov_n, A, fix, None, dev), dev)
+            Ma = G.volume(methods.warp_moving(mov_n, A, fix, None, dev), dev)
         centre = methods.centre_of_mass(np.clip(fn, 0, 1), fix.affine)
         v, net_aff = predict_velocity(net, spec, Ma, F, fix.affine, centre)
         squarings = int(spec.get("input", {}).get("squarings", 6))
         with torch.no_grad():
-            u = methods._field_to_fixed(G.expmap(v, squarings), net_aff, fix, dev)
-            u_inv = methods._field_to_fixed(G.expmap(-v, squarings), net_aff, fix, dev)
+            u = methods.field_to_fixed(G.expmap(v, squarings), net_aff, fix, dev)
+            u_inv = methods.field_to_fixed(G.expmap(-v, squarings), net_aff, fix, dev)
         if log:
             log(f"learned field: largest displacement {float(np.sqrt((u ** 2).sum(-1)).max()):.2f} mm")
         syn_metric = metric if metric != "auto" else (
@@ -194,14 +194,14 @@ def register_learned(
         )
         if refine_levels:
             with torch.no_grad():
-                Ml = G.volume(methods._warp_moving(mov_n, A, fix, u, dev), dev)
+                Ml = G.volume(methods.warp_moving(mov_n, A, fix, u, dev), dev)
             ref_opts = replace(opts, syn_levels=tuple(refine_levels))
             Fp, Mp, Wp = methods.Pyramid(F, fix.affine), methods.Pyramid(Ml, fix.affine), methods.Pyramid(W, fix.affine, smooth=False)
             vr, vr_aff = methods.fit_syn(Fp, Mp, Wp, np.eye(4), syn_metric, ref_opts, log)
             del Fp, Mp, Wp, Ml
             with torch.no_grad():
-                r = methods._field_to_fixed(G.expmap(vr, ref_opts.squarings), vr_aff, fix, dev)
-                r_inv = methods._field_to_fixed(G.expmap(-vr, ref_opts.squarings), vr_aff, fix, dev)
+                r = methods.field_to_fixed(G.expmap(vr, ref_opts.squarings), vr_aff, fix, dev)
+                r_inv = methods.field_to_fixed(G.expmap(-vr, ref_opts.squarings), vr_aff, fix, dev)
                 # Refinement first, then the network's field: x -> x + r -> (..) + u -> A(..).
                 u, u_inv = compose(u, r, fix, dev), compose(r_inv, u_inv, fix, dev)
         stats: dict[str, Any] = {
@@ -214,8 +214,8 @@ def register_learned(
         }
         measure = methods.loss_fn(syn_metric, on_grid=True, radius=opts.ncc_radius)
         with torch.no_grad():
-            stats["metric_before"] = _metric_value(measure, F, G.volume(methods._warp_moving(mov_n, np.eye(4), fix, None, dev), dev), W, fix.affine)
-            stats["metric_after"] = _metric_value(measure, F, G.volume(methods._warp_moving(mov_n, A, fix, u, dev), dev), W, fix.affine)
+            stats["metric_before"] = _metric_value(measure, F, G.volume(methods.warp_moving(mov_n, np.eye(4), fix, None, dev), dev), W, fix.affine)
+            stats["metric_after"] = _metric_value(measure, F, G.volume(methods.warp_moving(mov_n, A, fix, u, dev), dev), W, fix.affine)
             lin_inv = torch.tensor(np.linalg.inv(fix.affine[:3, :3]), dtype=torch.float32, device=dev)
             det = G.jacobian_determinant(torch.einsum("ij,xyzj->ixyz", lin_inv, torch.from_numpy(u).to(dev))[None])
             stats["folded_fraction"] = float((det <= 0).float().mean())
@@ -223,7 +223,7 @@ def register_learned(
             stats["jacobian_max"] = float(det.max())
             log_jac = fix.with_data(torch.log(det.clamp_min(1e-6)).cpu().numpy().astype(np.float32)) if want_jacobian else None
             del det
-            warped = methods._warp_moving(mov, A, fix, u, dev)
+            warped = methods.warp_moving(mov, A, fix, u, dev)
         fwd = DisplacementField(fix.with_data(u), fix.with_data(u_inv))
         stats["seconds"] = round(time.perf_counter() - t0, 3)
         out = Image(warped.astype(np.float32), fix.affine, dict(mov.meta))

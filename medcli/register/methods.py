@@ -305,7 +305,7 @@ def fit_syn(Fp: Pyramid, Mp: Pyramid, Wp: Pyramid, A: np.ndarray, metric: str, o
     return v, v_aff
 
 
-def _slabs(shape, device, n: int = 24):
+def slabs(shape, device, n: int = 24):
     """Voxel coordinates of a grid in slabs of ``n`` planes along the first axis: ``(x0, x1, ident)``.
 
     The full-resolution stages work slab by slab so that a 1 mm brain needs a
@@ -318,20 +318,20 @@ def _slabs(shape, device, n: int = 24):
         yield x0, x1, ident
 
 
-def _field_to_fixed(d, d_aff: np.ndarray, fixed: Image, device) -> np.ndarray:
+def field_to_fixed(d, d_aff: np.ndarray, fixed: Image, device) -> np.ndarray:
     """A voxel-unit displacement on a level grid as RAS mm displacements on the fixed grid ``(X, Y, Z, 3)``."""
     torch = G.torch()
     shape = fixed.shape[:3]
     m = torch.tensor(np.linalg.inv(d_aff) @ fixed.affine, dtype=torch.float32, device=device)
     lin = torch.tensor(d_aff[:3, :3], dtype=torch.float32, device=device)
     out = np.empty(tuple(shape) + (3,), np.float32)
-    for x0, x1, ident in _slabs(shape, device):
+    for x0, x1, ident in slabs(shape, device):
         dv = G.sample(d, G.transform_vox(m, ident), padding="border")
         out[x0:x1] = torch.einsum("ij,bjxyz->bxyzi", lin, dv)[0].cpu().numpy()
     return out
 
 
-def _warp_moving(moving: Image, A: np.ndarray, fixed: Image, u: np.ndarray | None, device) -> np.ndarray:
+def warp_moving(moving: Image, A: np.ndarray, fixed: Image, u: np.ndarray | None, device) -> np.ndarray:
     """The moving image (linear) at ``A(x + u(x))`` for every fixed voxel ``x``."""
     torch = G.torch()
     raw = G.volume(np.asarray(moving.data, np.float32), device)
@@ -339,7 +339,7 @@ def _warp_moving(moving: Image, A: np.ndarray, fixed: Image, u: np.ndarray | Non
     to_moving = torch.tensor(np.linalg.inv(moving.affine) @ A, dtype=torch.float32, device=device)
     shape = fixed.shape[:3]
     out = np.empty(shape, np.float32)
-    for x0, x1, ident in _slabs(shape, device):
+    for x0, x1, ident in slabs(shape, device):
         world = G.transform_vox(to_world, ident)
         if u is not None:
             world = world + torch.from_numpy(u[x0:x1]).to(device)[None]
@@ -463,8 +463,8 @@ def register(
                 d_inv = G.expmap(-v, opts.squarings, opts.exp_max_step)
                 wl, wwl = warped2(A, G.resample_field(d, v_aff, f2_aff, F2.shape[2:]))
                 after = -float(measure(F2, wl, wwl))
-                u = _field_to_fixed(d, v_aff, fix, dev)
-                u_inv = _field_to_fixed(d_inv, v_aff, fix, dev)
+                u = field_to_fixed(d, v_aff, fix, dev)
+                u_inv = field_to_fixed(d_inv, v_aff, fix, dev)
                 lin_inv = torch.tensor(np.linalg.inv(fix.affine[:3, :3]), dtype=torch.float32, device=dev)
                 det = G.jacobian_determinant(torch.einsum("ij,xyzj->ixyz", lin_inv, torch.from_numpy(u).to(dev))[None])
                 stats["folded_fraction"] = float((det <= 0).float().mean())
@@ -482,7 +482,7 @@ def register(
                 after = -float(measure(F2, wl, wwl))
             stats["folded_fraction"] = 0.0 if np.linalg.det(A[:3, :3]) > 0 else 1.0
         with torch.no_grad():
-            warped = _warp_moving(mov, A, fix, u, dev)
+            warped = warp_moving(mov, A, fix, u, dev)
         stats["metric_after"] = after
         stats["seconds"] = round(time.perf_counter() - t0, 3)
         out = Image(warped.astype(np.float32), fix.affine, dict(mov.meta))

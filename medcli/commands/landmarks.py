@@ -155,22 +155,24 @@ def cli(
         if qc:
             check_writable(job.path(qc), job.force)
         m = read_mask(job.path(mask), image, "--mask") if mask else None
-        chosen, early = method, []
+        chosen, early, how = method, [], skull
         if method == "auto":
             from medcli.landmarks.atlas import brain_mask_for
 
             user_mask = m is not None
             if not user_mask:
+                # answers the skull question once: the brain (skull on) is in m, else there is none to extract
                 m, early = brain_mask_for(image, skull, device, log.debug)
+                how = "off"
             chosen = auto_method(skull_on=m is not None, user_mask=user_mask)
             log.info(f"{job.source}: --method auto: {chosen} ({'skull on' if chosen == 'learned' else 'brain only'})")
         if chosen == "learned":
             from medcli.landmarks.learned import detect_learned
 
-            det = detect_learned(image, lset, mask=m, skull=skull, template=template_for(chosen), seed=seed, device=device,
+            det = detect_learned(image, lset, mask=m, skull=how, template=template_for(chosen), seed=seed, device=device,
                                  model=model_for(), reference=reference, log=log.debug)
         else:
-            det = detect_atlas(image, lset, mask=m, skull=skull, template=template_for(chosen), seed=seed, device=device,
+            det = detect_atlas(image, lset, mask=m, skull=how, template=template_for(chosen), seed=seed, device=device,
                                log=log.debug)
         det.warnings[:0] = early
         for w in det.warnings:

@@ -282,10 +282,10 @@ def _landmarks_items(image, brain_img):
         from medcli.landmarks.learned import detect_learned, load_model
 
         model = load_model(device)
-        det = detect_learned(image, lset, mask=mask, template=template, reference=reference, device=device, model=model,
-                             log=log.debug)
-    else:
-        det = detect_atlas(image, lset, mask=mask, template=template, device=device, log=log.debug)
+        det = detect_learned(image, lset, mask=mask, skull="off", template=template, reference=reference, device=device,
+                             model=model, log=log.debug)
+    else:  # skull "off": the brain mask is found above (or the image is a brain), not recognised a second time
+        det = detect_atlas(image, lset, mask=mask, skull="off", template=template, device=device, log=log.debug)
     for w in early + det.warnings:
         log.warning(f"landmarks: {w}")
     reg = det.stats

@@ -495,6 +495,7 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
 
     steps, batch = int(t["steps"]), int(t["batch"])
     every_ckpt, every_val, patience = int(t["checkpoint_every"]), int(t["validate_every"]), int(t["patience"])
+    max_minutes = float(t.get("max_minutes") or 0)  # a wall-clock budget: validate, checkpoint and stop when spent
     loop: dict[str, Any] = {"best": None, "best_step": 0, "bad": 0, "stopped_early": False, "seconds": 0.0, "best_rows": []}
     start = 1
     if resume:
@@ -534,8 +535,9 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
                 opt.step()
                 last = step
                 dt = time.perf_counter() - t0
+                timed_out = max_minutes > 0 and time.perf_counter() - t_start > 60 * max_minutes
                 val_score = ""
-                if validator is not None and (step % every_val == 0 or step == steps):
+                if validator is not None and (step % every_val == 0 or step == steps or timed_out):
                     score, rows = validator(model, device)
                     val_score = f"{score:.5f}"
                     _append_validation(val_path, step, rows)
@@ -551,7 +553,7 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
                 writer.writerow([step, f"{value.item():.6f}", f"{lr:.6g}", f"{loop['seconds']:.2f}", f"{batch / dt:.2f}", val_score])
                 log_file.flush()
                 bar.update(step, value.item(), loop)
-                done = step == steps or loop["stopped_early"]
+                done = step == steps or loop["stopped_early"] or timed_out
                 if step % every_ckpt == 0 or done or stop.signal is not None:
                     save_checkpoint(ckpt, model, opt, step, _loop_state(loop))
                 if stop.signal is not None:
@@ -559,6 +561,9 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
                     raise KeyboardInterrupt(f"signal {stop.signal}")
                 if loop["stopped_early"]:
                     log.warning(f"early stop at step {step}: no improvement in {patience} validations")
+                    break
+                if timed_out:
+                    log.warning(f"train.max_minutes ({max_minutes:g}) reached at step {step}; continue with --resume")
                     break
     finally:
         log_file.close()

@@ -80,6 +80,16 @@ def test_early_stopping_when_validation_stops_improving(tmp_path):
     assert "stopped early" in (out / "card.md").read_text()
 
 
+def test_max_minutes_stops_after_a_checkpoint_for_every_task(tmp_path):
+    # A budget already spent after the first step: that step is validated, checkpointed and exported, then the run stops.
+    rec = load_recipe(TINY, [f"output.dir={tmp_path}", "train.validate_every=5", "train.steps=20", "train.max_minutes=1e-9"])
+    out = train(rec)
+    assert len(_rows(out / "log.csv")) == 1
+    assert _ckpt_step(out / "checkpoint.safetensors") == 1
+    assert len(_rows(out / "validation.csv")) >= 1
+    assert (out / "model.safetensors").exists()
+
+
 def test_fine_tuning_from_a_model_folder_with_frozen_layers(tmp_path):
     base = train(load_recipe(TINY, [f"output.dir={tmp_path / 'a'}", "train.steps=4", "train.validate_every=0"]))
     tuned = train(load_recipe(TINY, [f"output.dir={tmp_path / 'b'}", "train.steps=4", "train.validate_every=0",

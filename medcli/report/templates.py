@@ -26,13 +26,16 @@ dl.id{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:
 h2{break-after:avoid}.noprint{display:none}}
 """
 
-REPORT_HTML = """<!DOCTYPE html>
+#: The start of every HTML page: nothing may be requested but inline images and styles (one self-contained file).
+HTML_HEAD = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<title>medcli report: {{ doc.identity.source }}</title>
+"""
+
+REPORT_HTML = HTML_HEAD + """<title>medcli report: {{ doc.identity.source }}</title>
 <style>{{ css|safe }}</style>
 </head>
 <body>
@@ -218,13 +221,7 @@ medcli measures; it does not diagnose.
 {% endif %}{% endfor %}
 """
 
-COHORT_HTML = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<title>medcli cohort report ({{ rows|length }} subjects)</title>
+COHORT_HTML = HTML_HEAD + """<title>medcli cohort report ({{ rows|length }} subjects)</title>
 <style>{{ css|safe }} .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:.8rem}.plots svg{width:100%;height:auto}</style>
 </head>
 <body>

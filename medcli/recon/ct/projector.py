@@ -290,17 +290,3 @@ class MatrixProjector:
 
     row_sums = Projector.row_sums
     col_sums = Projector.col_sums
-
-
-def fov_mask(geo: CTGeometry) -> np.ndarray:
-    """Pixels inside the disc every view sees (the reconstructable field of view)."""
-    nx, ny = geo.image_size
-    dx, dy = geo.pixel_spacing
-    x = (np.arange(nx) - (nx - 1) / 2) * dx
-    y = (np.arange(ny) - (ny - 1) / 2) * dy
-    r = np.hypot(x[:, None], y[None])
-    half = 0.5 * (geo.detectors - 1) * geo.detector_width
-    if geo.beam == "fan":
-        sdd = geo.source_origin + geo.origin_detector
-        half = geo.source_origin * math.sin(math.atan(half / sdd))
-    return r <= half

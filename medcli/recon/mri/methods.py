@@ -166,14 +166,6 @@ def grad_adjoint(g):
 # -- methods ----------------------------------------------------------------------------------------
 
 
-def _torch_inputs(ks: KSpace, device):
-    import torch
-
-    k = torch.from_numpy(ks.data).to(device)
-    m = torch.from_numpy(ks.mask.astype(np.float32)).to(device)
-    return k, m
-
-
 def estimate_maps(k, mask_np: np.ndarray):
     """ESPIRiT maps of every slice: (slices, coils, ro, pe)."""
     import torch

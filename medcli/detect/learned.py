@@ -23,7 +23,6 @@ import numpy as np
 
 from medcli.detect.findings import Finding
 from medcli.detect.log import _subvoxel, normalise, spacing_of
-from medcli.image import Image
 
 #: Network input range (normalised units).
 CLIP = (-1.0, 2.0)

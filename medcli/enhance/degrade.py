@@ -116,7 +116,6 @@ def smooth_random_field(
         spacing: Voxel size; when given, the control grid is isotropic in mm so
             the field is as smooth along every axis.
     """
-    from scipy import ndimage
 
     g = _rng(rng)
     shape = tuple(int(s) for s in shape[:3])

@@ -246,7 +246,7 @@ def train_detection(recipe: dict[str, Any], *, resume: bool = False, force: bool
     """Train a detection recipe (same guarantees and outputs as :func:`medcli.train.engine.train`)."""
     from medcli.cli.runtime import configure_threads, configure_torch, default_threads, state
     from medcli.engine.architectures import build
-    from medcli.errors import ProcessingError, UsageError
+    from medcli.errors import ProcessingError
     from medcli.train import engine
 
     t = recipe["train"]

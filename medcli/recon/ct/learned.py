@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from medcli.recon.ct.geometry import MU_WATER, CTGeometry
+from medcli.recon.ct.geometry import CTGeometry
 
 DEFAULT_MODEL = "recon-ct"
 

@@ -15,7 +15,6 @@ of area ``dx dy`` spreads over a detector width ``du / M`` at its own depth
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np

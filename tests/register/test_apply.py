@@ -109,13 +109,20 @@ def test_points_and_images_agree_with_ants(t1, tmp_path):
     # ANTs' bracket syntax gives the same as --invert
     bracket = load_steps([f"[{fwd[1]},1]", inv[1]])
     np.testing.assert_allclose(pull_chain(bracket).transform_points(pm), pull_chain(load_steps(fwd, invert=True)).transform_points(pm))
-    # without the inverse warp file, the per-point inversion lands within 0.1 mm of ANTs' inverse warp
+    # Without the inverse warp file, each point is inverted through the forward warp: exactly, to 0.01 mm.
+    # ANTs' own inverse warp is an approximation whose error changes from run to run (its threads make
+    # SyN non-deterministic), so the two may differ by that error and no more.
     alone = tmp_path / "alone"
     alone.mkdir()
     for f in fwd:
         shutil.copy(f, alone)
     solo = load_steps([str(alone / os.path.basename(f)) for f in fwd])
-    assert np.abs(points_to_fixed(solo, pm) - theirs).max() < 0.1
+    ours = points_to_fixed(solo, pm)
+    forward = pull_chain(solo)
+    assert np.abs(forward.transform_points(ours) - pm).max() < 0.01
+    ants_error = np.linalg.norm(forward.transform_points(theirs) - pm, axis=1)
+    assert ants_error.max() < 0.5
+    assert (np.linalg.norm(ours - theirs, axis=1) <= 2 * ants_error + 0.01).all()
 
 
 @pytest.mark.parametrize("method", ["lanczos", "bspline", "linear"])

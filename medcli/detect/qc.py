@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io as _io
-
 import numpy as np
 
+from medcli import qc
 from medcli.detect.findings import Findings
 from medcli.image import Image
-from medcli.segment.outputs import _font, _window
 
 TILE = 128
 MAX_ROWS = 24
@@ -23,23 +21,20 @@ def contact_sheet(image: Image, findings: Findings, *, ct: bool = False, title: 
     from PIL import Image as PILImage
     from PIL import ImageDraw
 
-    data = np.asarray(image.data, np.float32)
-    if data.ndim == 4:
-        data = data[..., 0]
-    ras = Image(data, image.affine).reorient("RAS")
+    ras = qc.ras_volume(image)
     vol = ras.data
     sp = np.array(ras.spacing)
     items = findings.items[:MAX_ROWS]
-    font, small = _font(14), _font(12)
-    head = 28
+    font, small = qc.font(14), qc.font(12)
+    head = 44  # title line, then the plane names
     rows = max(len(items), 1)
     width = 3 * TILE + 4 * 6 + 190
-    canvas = PILImage.new("RGB", (width, head + rows * (TILE + 6) + 6), (20, 20, 20))
+    canvas = PILImage.new("RGB", (width, head + rows * (TILE + 6) + 6), qc.BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     draw.text((6, 6), title or f"{len(findings)} findings", fill=(230, 230, 230), font=font)
     if not items:
         draw.text((6, head + 10), "no findings", fill=(200, 200, 200), font=font)
-    lo, hi = _window(vol[:: max(1, vol.shape[0] // 64), :: max(1, vol.shape[1] // 64), :: max(1, vol.shape[2] // 64)], ct)
+    lo, hi = qc.window(vol[:: max(1, vol.shape[0] // 64), :: max(1, vol.shape[1] // 64), :: max(1, vol.shape[2] // 64)], ct)
     for r, f in enumerate(items):
         c = ras.world_to_voxel(f.center_ras)[0]
         corners = np.array([[f.box_ras[i if a else i + 3] for i, a in zip(range(3), bits)]
@@ -49,9 +44,8 @@ def contact_sheet(image: Image, findings: Findings, *, ct: bool = False, title: 
         half_mm = max(20.0, 1.5 * float(np.max(f.size_mm)))
         y = head + r * (TILE + 6)
         x = 6
-        for name, axis in (("axial", 2), ("coronal", 1), ("sagittal", 0)):
-            k = int(np.clip(round(c[axis]), 0, vol.shape[axis] - 1))
-            plane = np.take(vol, k, axis=axis)
+        for name, axis in qc.PLANES:
+            plane = qc.plane(vol, axis, int(round(c[axis])))
             axes = [a for a in range(3) if a != axis]
             half = [int(np.ceil(half_mm / sp[a])) for a in axes]
             ci = [int(round(c[a])) for a in axes]
@@ -59,9 +53,7 @@ def contact_sheet(image: Image, findings: Findings, *, ct: bool = False, title: 
             pad = [(max(0, -s.start), max(0, s.stop - plane.shape[i])) for i, s in enumerate(sl)]
             crop = np.pad(plane, pad, mode="constant", constant_values=lo)[
                 tuple(slice(s.start + pad[i][0], s.stop + pad[i][0]) for i, s in enumerate(sl))]
-            g = (np.clip((crop - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
-            pic = np.flipud(g.T)  # first axis horizontal, superior/anterior up
-            tile = PILImage.fromarray(pic).convert("RGB").resize((TILE, TILE), PILImage.BILINEAR)
+            tile = qc.to_pil(qc.display(qc.grey(crop, lo, hi) * 255)).resize((TILE, TILE), PILImage.BILINEAR)
             d = ImageDraw.Draw(tile)
             # Box corners in tile pixels: horizontal = first in-plane axis, vertical flipped.
             sx, sy = TILE / crop.shape[0], TILE / crop.shape[1]
@@ -72,13 +64,11 @@ def contact_sheet(image: Image, findings: Findings, *, ct: bool = False, title: 
             d.rectangle([x0, y0, x1, y1], outline=(255, 220, 0))
             canvas.paste(tile, (x, y))
             if r == 0:
-                draw.text((x, head - 14), name, fill=(200, 200, 200), font=small)
+                draw.text((x, head - 16), name, fill=(200, 200, 200), font=small)
             x += TILE + 6
         lines = [f"#{r + 1} {f.label}", f"score {f.score:.3f}", f"diam {f.diameter_mm:.1f} mm",
                  "box " + "x".join(f"{v:.0f}" for v in f.size_mm) + " mm",
                  "RAS " + ", ".join(f"{v:.1f}" for v in f.center_ras)]
         for i, line in enumerate(lines):
             draw.text((x, y + 4 + 17 * i), line, fill=(230, 230, 230), font=small)
-    buf = _io.BytesIO()
-    canvas.save(buf, format="PNG")
-    return buf.getvalue()
+    return qc.png(canvas)

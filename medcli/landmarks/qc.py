@@ -8,10 +8,9 @@ the point. Missing landmarks get a row saying so.
 
 from __future__ import annotations
 
-import io as _io
-
 import numpy as np
 
+from medcli import qc
 from medcli.image import Image
 from medcli.io.points import Points
 
@@ -34,8 +33,7 @@ def _panel(vol: Image, ras: np.ndarray, axis: int, lo: float, hi: float) -> np.n
     vals = np.zeros(len(idx), np.float32)
     d = np.asarray(vol.data)
     vals[ok] = d[idx[ok, 0], idx[ok, 1], idx[ok, 2]]
-    g = np.clip((vals.reshape(TILE, TILE) - lo) / max(hi - lo, 1e-6), 0, 1)
-    return (g * 255).astype(np.uint8)
+    return (qc.grey(vals.reshape(TILE, TILE), lo, hi) * 255).astype(np.uint8)
 
 
 def qc_png(image: Image, points: Points, title: str = "") -> bytes:
@@ -43,17 +41,14 @@ def qc_png(image: Image, points: Points, title: str = "") -> bytes:
     from PIL import Image as PILImage
     from PIL import ImageDraw
 
-    from medcli.segment.outputs import _font
-
     img = image if image.ndim == 3 else image.with_data(np.asarray(image.data)[..., 0])
-    d = np.asarray(img.data, np.float32)
-    vals = d[d > d.min()] if (d > d.min()).any() else d.ravel()
-    lo, hi = np.percentile(vals[:: max(1, vals.size // 100000)], [0.5, 99.5])
+    d = np.asarray(img.data, np.float32).ravel()
+    lo, hi = qc.window(d[:: max(1, d.size // 100000)])
     label_w, pad, head = 210, 4, 24
     n = len(points)
-    canvas = PILImage.new("RGB", (label_w + 3 * (TILE + pad) + pad, head + n * (TILE + pad) + pad), (20, 20, 20))
+    canvas = PILImage.new("RGB", (label_w + 3 * (TILE + pad) + pad, head + n * (TILE + pad) + pad), qc.BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    font, small = _font(14), _font(12)
+    font, small = qc.font(14), qc.font(12)
     draw.text((pad, 4), title or "landmarks", fill=(230, 230, 230), font=font)
     for j, name in enumerate(("axial", "coronal", "sagittal")):
         draw.text((label_w + pad + j * (TILE + pad), 4), name, fill=(200, 200, 200), font=small)
@@ -76,6 +71,4 @@ def qc_png(image: Image, points: Points, title: str = "") -> bytes:
             draw.line([(x + c + 3, y + c), (x + c + 8, y + c)], fill=(255, 60, 60))
             draw.line([(x + c, y + c - 8), (x + c, y + c - 3)], fill=(255, 60, 60))
             draw.line([(x + c, y + c + 3), (x + c, y + c + 8)], fill=(255, 60, 60))
-    buf = _io.BytesIO()
-    canvas.save(buf, format="PNG")
-    return buf.getvalue()
+    return qc.png(canvas)

@@ -17,9 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
+from medcli import qc
 from medcli.image import Image
 
-PLANES = (("axial", 2), ("coronal", 1), ("sagittal", 0))
 HEIGHT = 220
 
 
@@ -44,33 +44,11 @@ def encode(pic, fmt: str = "WEBP") -> str:
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _window(values: np.ndarray, ct: bool) -> tuple[float, float]:
-    if ct:
-        return -160.0, 240.0
-    v = values[np.isfinite(values)]
-    v = v[v > v.min()] if v.size else v
-    if not v.size:
-        return 0.0, 1.0
-    lo, hi = np.percentile(v, [0.5, 99.5])
-    return float(lo), float(max(hi, lo + 1e-6))
-
-
-def _edges(lbl: np.ndarray) -> np.ndarray:
-    p = np.pad(lbl, 1, mode="edge")
-    same = np.ones(lbl.shape, bool)
-    for dx, dy in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        same &= p[dx : dx + lbl.shape[0], dy : dy + lbl.shape[1]] == lbl
-    return (lbl > 0) & ~same
-
-
 class Views:
     """An image in RAS with helpers to cut planes and map world points onto them."""
 
     def __init__(self, image: Image, ct: bool = False):
-        data = np.asarray(image.data, np.float32)
-        if data.ndim == 4:
-            data = data[..., 0]
-        self.image = Image(data, image.affine).reorient("RAS")
+        self.image = qc.ras_volume(image)
         self.ct = ct
 
     def centre_of(self, mask: np.ndarray | None) -> list[int]:
@@ -96,27 +74,24 @@ class Views:
 
         vol = self.image.data
         sp = self.image.spacing
-        shown = np.concatenate([np.take(vol, centre[a], axis=a).ravel() for _, a in PLANES])
-        lo, hi = _window(shown, self.ct)
+        lo, hi = qc.window(np.concatenate([qc.plane(vol, a, centre[a]).ravel() for _, a in qc.PLANES]), self.ct)
         lut = np.zeros((max(colours or {0: 0}) + 1, 3), np.float32)
         for v, c in (colours or {}).items():
             lut[v] = c
         tiles = []
-        for name, axis in PLANES:
+        for name, axis in qc.PLANES:
             u, v = [a for a in range(3) if a != axis]
-            g = np.clip((np.take(vol, centre[axis], axis=axis) - lo) / (hi - lo), 0, 1)
-            rgb = np.repeat(g[..., None] * 255.0, 3, axis=-1)
+            rgb = np.repeat(qc.grey(qc.plane(vol, axis, centre[axis]), lo, hi)[..., None] * 255.0, 3, axis=-1)
             if labels is not None:
-                lab = np.take(labels, centre[axis], axis=axis)
+                lab = qc.plane(labels, axis, centre[axis])
                 lab = np.where(lab < lut.shape[0], lab, 0)
                 on = lab > 0
                 rgb[on] = (1 - alpha) * rgb[on] + alpha * lut[lab[on]]
-                e = _edges(lab)
+                e = qc.outline(lab)
                 rgb[e] = lut[lab[e]]
-            pic = PILImage.fromarray(np.flipud(np.transpose(rgb, (1, 0, 2))).astype(np.uint8))
             nu, nv = vol.shape[u], vol.shape[v]
-            w = max(16, int(round(HEIGHT * nu * sp[u] / max(nv * sp[v], 1e-6))))
-            pic = pic.resize((w, HEIGHT), PILImage.BILINEAR)
+            w = qc.panel_width(vol.shape, sp, axis, HEIGHT)
+            pic = qc.to_pil(qc.display(rgb)).resize((w, HEIGHT), PILImage.BILINEAR)
             draw = ImageDraw.Draw(pic)
             sx, sy = w / nu, HEIGHT / nv
 
@@ -141,16 +116,7 @@ class Views:
                     draw.line([x - r, y, x + r, y], fill=col, width=2 if near else 1)
                     draw.line([x, y - r, x, y + r], fill=col, width=2 if near else 1)
             tiles.append((name, pic))
-        pad = 6
-        canvas = PILImage.new("RGB", (sum(t.width for _, t in tiles) + pad * (len(tiles) + 1), HEIGHT + 2 * pad + 16), (16, 16, 16))
-        draw = ImageDraw.Draw(canvas)
-        x = pad
-        for name, t in tiles:
-            canvas.paste(t, (x, pad + 16))
-            draw.text((x, pad), name, fill=(235, 235, 235))
-            if name != "sagittal":
-                draw.text((x + t.width - 10, pad + 18), "R", fill=(255, 255, 0))
-            x += t.width + pad
+        canvas, _ = qc.strip(tiles, pad=6, header=16)
         return canvas
 
     def crop(self, center_ras: Sequence[float], box_ras: Sequence[float], size_px: int = 128):
@@ -171,9 +137,8 @@ class Views:
         si0, si1, sj0, sj1 = max(i0, 0), min(i1, vol.shape[0]), max(j0, 0), min(j1, vol.shape[1])
         if si1 > si0 and sj1 > sj0:
             sl[si0 - i0 : si1 - i0, sj0 - j0 : sj1 - j0] = vol[si0:si1, sj0:sj1, k]
-        lo, hi = _window(np.take(vol, k, axis=2).ravel(), self.ct)
-        g = (np.clip((sl - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
-        pic = PILImage.fromarray(np.flipud(g.T)).convert("RGB").resize((size_px, size_px), PILImage.BILINEAR)
+        lo, hi = qc.window(qc.plane(vol, 2, k), self.ct)
+        pic = qc.to_pil(qc.display(qc.grey(sl, lo, hi) * 255)).resize((size_px, size_px), PILImage.BILINEAR)
         draw = ImageDraw.Draw(pic)
         b0, b1 = self.image.world_to_voxel(np.array([box_ras[:3], box_ras[3:]], float))
         if np.all(np.isfinite(b0)) and np.all(np.isfinite(b1)):

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from medcli import qc
 from medcli.errors import UsageError
 from medcli.image import Image
 
@@ -132,25 +133,6 @@ def stats_text(doc: dict[str, Any], dest: str) -> str:
 # -- QC mosaic -------------------------------------------------------------------------------------
 
 
-def _window(data: np.ndarray, ct: bool) -> tuple[float, float]:
-    """Display range: a soft-tissue window for CT, robust percentiles of the foreground for MR."""
-    if ct:
-        return -160.0, 240.0  # shows fat, muscle and bone edges
-    vals = data[np.isfinite(data)]
-    nz = vals[vals > vals.min()] if vals.size else vals
-    lo, hi = np.percentile(nz, [0.5, 99.5]) if nz.size else (0.0, 1.0)
-    return float(lo), float(hi)
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: bitmap font only
-        return ImageFont.load_default()
-
-
 def qc_png(image: Image, labels: Image, table: Table, *, ct: bool = False, title: str = "", alpha: float = 0.45) -> bytes:
     """PNG bytes: axial, coronal and sagittal views through the labels' centre, overlay and legend.
 
@@ -160,11 +142,8 @@ def qc_png(image: Image, labels: Image, table: Table, *, ct: bool = False, title
     from PIL import Image as PILImage
     from PIL import ImageDraw
 
-    img = image if image.ndim == 3 else image.with_data(np.asarray(image.data)[..., 0])
-    ras = Image(np.asarray(img.data, np.float32), img.affine).reorient("RAS")
-    lab = Image(np.asarray(labels.data), labels.affine).reorient("RAS")
-    lv = lab.data
-    sp = ras.spacing
+    ras = qc.ras_volume(image)
+    lv = Image(np.asarray(labels.data), labels.affine).reorient("RAS").data
     if lv.any():
         where = np.argwhere(lv > 0)
         centre = [int(round(c)) for c in where.mean(axis=0)]
@@ -176,72 +155,36 @@ def qc_png(image: Image, labels: Image, table: Table, *, ct: bool = False, title
     for v, (_, c) in table.items():
         lut[v] = c
     # Window from the three displayed slices only: percentiles of a whole volume cost seconds.
-    shown = [np.take(ras.data, centre[a], axis=a).ravel() for a in range(3)]
-    lo, hi = _window(np.concatenate(shown), ct)
-    views = []
-    # (name, slicer, spacing of the 2D axes): arrays are shown with the first axis horizontal.
-    for name, axis in (("axial", 2), ("coronal", 1), ("sagittal", 0)):
+    lo, hi = qc.window(np.concatenate([qc.plane(ras.data, a, centre[a]).ravel() for a in range(3)]), ct)
+    height = 256
+    panels = []
+    for name, axis in qc.PLANES:
         if any(lv.shape[a] == 1 for a in range(3) if a != axis):
             continue  # a single slice has no view across it
-        g = np.clip((np.take(ras.data, centre[axis], axis=axis) - lo) / max(hi - lo, 1e-6), 0, 1)
-        lbl = np.take(lv, centre[axis], axis=axis)
-        rgb = np.repeat(g[..., None] * 255.0, 3, axis=-1)
+        lbl = qc.plane(lv, axis, centre[axis])
+        rgb = np.repeat(qc.grey(qc.plane(ras.data, axis, centre[axis]), lo, hi)[..., None] * 255.0, 3, axis=-1)
         on = lbl > 0
         rgb[on] = (1 - alpha) * rgb[on] + alpha * lut[lbl[on]]
         # Outline each label so thin structures stay visible under the blend.
-        edge = on & ~_erode2d(lbl)
+        edge = qc.outline(lbl)
         rgb[edge] = lut[lbl[edge]]
-        pic = np.flipud(np.transpose(rgb, (1, 0, 2))).astype(np.uint8)  # superior/anterior up
-        axes = [a for a in range(3) if a != axis]
-        w_mm, h_mm = lv.shape[axes[0]] * sp[axes[0]], lv.shape[axes[1]] * sp[axes[1]]
-        views.append((name, pic, w_mm, h_mm))
-    height = 256
-    tiles = []
-    for name, pic, w_mm, h_mm in views:
-        scale = height / max(h_mm, 1e-6)
-        w = max(16, int(round(w_mm * scale)))
-        tiles.append((name, PILImage.fromarray(pic).resize((w, height), PILImage.NEAREST if min(pic.shape[:2]) > 200 else PILImage.BILINEAR)))
-    font, small = _font(15), _font(13)
-    legend_w = 230
-    pad = 8
-    total_w = sum(t.width for _, t in tiles) + pad * (len(tiles) + 1) + legend_w
-    canvas = PILImage.new("RGB", (total_w, height + 2 * pad + 24), (20, 20, 20))
+        pic = qc.to_pil(qc.display(rgb))
+        width = qc.panel_width(lv.shape, ras.spacing, axis, height)
+        panels.append((name, pic.resize((width, height), PILImage.NEAREST if min(pic.size) > 200 else PILImage.BILINEAR)))
+    canvas, x = qc.strip(panels, extra_width=230, text_size=15)
     draw = ImageDraw.Draw(canvas)
-    x = pad
-    for name, tile in tiles:
-        canvas.paste(tile, (x, pad + 24))
-        draw.text((x, pad), name, fill=(230, 230, 230), font=font)
-        if name in ("axial", "coronal"):
-            draw.text((x + tile.width - 14, pad + 28), "R", fill=(255, 255, 0), font=small)
-        x += tile.width + pad
-    y = pad
-    for line in _wrap(title or "labels", 26):
-        draw.text((x, y), line, fill=(230, 230, 230), font=font if y == pad else small)
+    font, small = qc.font(15), qc.font(13)
+    y = 8
+    for line in qc.wrap(title or "labels", 26):
+        draw.text((x, y), line, fill=qc.TEXT, font=font if y == 8 else small)
         y += 20
     y += 8
     counts = np.bincount(lv.ravel().astype(np.int64), minlength=256)
     for v, (n, c) in sorted(table.items()):
         draw.rectangle([x, y, x + 16, y + 14], fill=tuple(c), outline=(200, 200, 200))
-        draw.text((x + 22, y), f"{v} {n}" + ("" if counts[v] else " (none)"), fill=(230, 230, 230), font=small)
+        draw.text((x + 22, y), f"{v} {n}" + ("" if counts[v] else " (none)"), fill=qc.TEXT, font=small)
         y += 20
-    buf = _io.BytesIO()
-    canvas.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    import textwrap
-
-    return textwrap.wrap(text, width) or [text]
-
-
-def _erode2d(lbl: np.ndarray) -> np.ndarray:
-    """Voxels whose 4 neighbours carry the same label (interior), for outlines."""
-    same = np.ones(lbl.shape, bool)
-    p = np.pad(lbl, 1, mode="edge")
-    for dx, dy in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        same &= p[dx : dx + lbl.shape[0], dy : dy + lbl.shape[1]] == lbl
-    return same
+    return qc.png(canvas)
 
 
 def parse_labels(text: str | None, table: Table) -> list[int] | None:

@@ -24,21 +24,18 @@ lesion nor as background. Lesions under ``min_labelled_mm`` are masked the same
 way (a lesion of one or two voxels is as faint as the noise).
 
 The loop (checkpoints, resume, best-on-validation export, logs) is the
-engine's; validation runs the detector on whole 2 mm brains made with the
-generator's *default* setting (not the training one) and scores the LUNA16 CPM
-inside the training half of the anatomy.
+engine's (:func:`medcli.train.engine.train`): :func:`task_hooks` plugs in the
+batches, the loss with its two parts (logged as columns) and the validation,
+which runs the detector on whole 2 mm brains made with the generator's *default*
+setting (not the training one) and scores the LUNA16 CPM inside the training
+half of the anatomy.
 """
 
 from __future__ import annotations
 
-import csv
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from medcli.cli.runtime import log
 
 #: Patch side (voxels) and spacing (mm) of the training patches.
 PATCH = 40
@@ -169,19 +166,42 @@ def focal_loss(logit, target, weight, alpha: float = 2.0, beta: float = 4.0):
 
 
 def detection_loss(out, batch: dict[str, Any], size_weight: float = 1.0):
-    """(total, heatmap part, size part) of a batch."""
+    """(total, {"heat": heatmap part, "size": size part}) of a batch."""
     heat = focal_loss(out[:, 0], batch["heat"], batch["weight"])
     w = batch["size_w"]
     l1 = (out[:, 1:] - batch["size"]).abs().mean(1) * w
     size = l1.sum() / w.sum().clamp(min=1.0)
-    return heat + size_weight * size, heat, size
+    return heat + size_weight * size, {"heat": heat, "size": size}
 
 
 def _batch(seed: int, step: int, n: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """The batch of ``step``: sample ``b`` drawn from ``default_rng([seed, step, b])``, as the engine's loader."""
     import torch
 
     samples = [detection_sample(np.random.default_rng([seed, step, b]), **settings) for b in range(n)]
     return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
+
+
+def task_hooks(recipe: dict[str, Any], validate: bool):
+    """What detection plugs into the engine's loop: its batches, loss (heat and size parts) and CPM validation."""
+    from medcli.train.engine import TaskHooks
+
+    t = recipe["train"]
+    settings = dict(recipe["data"].get("settings") or {})
+    settings.setdefault("patch", int((t.get("patch") or [PATCH])[0]))
+    settings["channels"] = int(recipe["model"]["params"].get("in_channels", 2))
+    if "contrasts" in settings:
+        settings["contrasts"] = tuple(settings["contrasts"])
+    seed, n = int(t["seed"]), int(t["batch"])
+    size_weight = float(recipe["loss"].get("size_weight", 1.0))
+
+    def batches(first: int, last: int):
+        for step in range(first, last + 1):
+            b = _batch(seed, step, n, settings)
+            yield b["x"], b
+
+    return TaskHooks(batches, lambda out, b: detection_loss(out, b, size_weight),
+                     Validator(recipe, settings.get("contrasts")) if validate else None, warmup=WARMUP)
 
 
 # -- validation -------------------------------------------------------------------------------------
@@ -239,110 +259,14 @@ def validate(model, cases, device, floor: float = 0.05) -> tuple[float, list[dic
     return cpm, rows
 
 
-# -- the loop ---------------------------------------------------------------------------------------
+class Validator:
+    """The recipe's validation cases (``[validation] samples``, ``seed``, contrasts), scored by :func:`validate`."""
 
-
-def train_detection(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) -> Path:
-    """Train a detection recipe (same guarantees and outputs as :func:`medcli.train.engine.train`)."""
-    from medcli.cli.runtime import configure_threads, configure_torch, default_threads, state
-    from medcli.engine.architectures import build
-    from medcli.errors import ProcessingError
-    from medcli.train import engine
-
-    t = recipe["train"]
-    if int(t.get("threads") or 0) > 0 and state.threads in (None, default_threads()):
-        configure_threads(int(t["threads"]))
-    torch = configure_torch()
-    device = torch.device("cpu")
-    out, ckpt = engine.output_folder(recipe, resume, force)
-    seed = int(t["seed"])
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    model = build(engine.model_spec(recipe))
-    if recipe["model"].get("init"):
-        engine._init(model, recipe["model"]["init"])  # fine-tuning (the CT model starts from the brain model)
-    params = list(model.parameters())
-    opt = torch.optim.AdamW(params, lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
-    settings = dict(recipe["data"].get("settings") or {})
-    settings.setdefault("patch", int((t.get("patch") or [PATCH])[0]))
-    settings["channels"] = int(recipe["model"]["params"].get("in_channels", 2))
-    if "contrasts" in settings:
-        settings["contrasts"] = tuple(settings["contrasts"])
-    size_weight = float(recipe["loss"].get("size_weight", 1.0))
-    steps, batch = int(t["steps"]), int(t["batch"])
-    every_ckpt, every_val = int(t["checkpoint_every"]), int(t["validate_every"])
-    max_minutes = float(t.get("max_minutes") or 0)
-    loop: dict[str, Any] = {"best": None, "best_step": 0, "bad": 0, "stopped_early": False, "seconds": 0.0, "best_rows": []}
-    start = 1
-    if resume:
-        loop.update(engine.load_checkpoint(ckpt, model, opt))
-        start = int(loop.pop("step")) + 1
-        log.warning(f"resuming {out} at step {start}")
-    v = recipe["validation"]
-    val_cases = []
-    if every_val > 0:
-        vcon = tuple((v.get("settings") or {}).get("contrasts") or settings.get("contrasts") or ("t1", "t2", "flair"))
+    def __init__(self, recipe: dict[str, Any], train_contrasts: tuple[str, ...] | None = None):
+        v = recipe["validation"]
+        vcon = tuple((v.get("settings") or {}).get("contrasts") or train_contrasts or ("t1", "t2", "flair"))
         vcon = tuple(c for c in vcon if c != "random") or ("t1",)
-        val_cases = [(n, c, case_mask(c)) for n, c in validation_cases(int(v["samples"]), int(v["seed"]), vcon)]
-    log_path, val_path = out / "log.csv", out / "validation.csv"
-    engine._truncate_csv(log_path, start - 1)
-    engine._truncate_csv(val_path, start - 1)
-    log_file = open(log_path, "a", newline="")
-    writer = csv.writer(log_file)
-    if log_path.stat().st_size == 0:
-        writer.writerow(["step", "loss", "heat", "size", "lr", "seconds", "val_cpm"])
-    model.train()
-    t_start = time.perf_counter() - float(loop["seconds"])
-    last = start - 1
-    try:
-        with engine._Stop() as stop:
-            for step in range(start, steps + 1):
-                b = _batch(seed, step, batch, settings)
-                lr = engine._lr(recipe, step) * min(1.0, step / WARMUP)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                total, lh, ls = detection_loss(model(b["x"]), b, size_weight)
-                if not torch.isfinite(total):
-                    raise ProcessingError(f"loss is {total.item()} at step {step}: lower train.lr")
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                if float(t.get("grad_clip") or 0) > 0:
-                    torch.nn.utils.clip_grad_norm_(params, float(t["grad_clip"]))
-                opt.step()
-                last = step
-                loop["seconds"] = time.perf_counter() - t_start
-                timed_out = max_minutes > 0 and loop["seconds"] > 60 * max_minutes
-                val = ""
-                if val_cases and (step % every_val == 0 or step == steps or timed_out):
-                    score, rows = validate(model, val_cases, device)
-                    val = f"{score:.4f}"
-                    engine._append_validation(val_path, step, rows)
-                    if loop["best"] is None or score > loop["best"]:
-                        loop.update(best=score, best_step=step, bad=0, best_rows=rows)
-                        engine.export(model, recipe, out, loop)
-                    log.info(f"step {step}: validation CPM {score:.4f} (best {loop['best']:.4f} at step {loop['best_step']})")
-                    loop["seconds"] = time.perf_counter() - t_start
-                writer.writerow([step, f"{total.item():.5f}", f"{lh.item():.5f}", f"{ls.item():.5f}", f"{lr:.6g}",
-                                 f"{loop['seconds']:.1f}", val])
-                log_file.flush()
-                if step % 10 == 0:
-                    log.info(f"step {step}/{steps}: loss {total.item():.4f} (heat {lh.item():.4f}, size {ls.item():.4f}) "
-                             f"{loop['seconds'] / 60:.1f} min")
-                if timed_out:
-                    loop["stopped_early"] = True
-                if step % every_ckpt == 0 or step == steps or stop.signal is not None or timed_out:
-                    engine.save_checkpoint(ckpt, model, opt, step, engine._loop_state(loop))
-                if stop.signal is not None:
-                    log.warning(f"signal {stop.signal}: checkpoint saved at step {step}; continue with --resume")
-                    raise KeyboardInterrupt(f"signal {stop.signal}")
-                if timed_out:
-                    log.warning(f"train.max_minutes ({max_minutes}) reached at step {step}")
-                    break
-    finally:
-        log_file.close()
-    if loop["best"] is None:
-        loop["best_step"] = last
-        engine.export(model, recipe, out, loop)
-    else:
-        engine.write_card(recipe, out, loop)
-    return out
+        self.cases = [(n, c, case_mask(c)) for n, c in validation_cases(int(v["samples"]), int(v["seed"]), vcon)]
+
+    def __call__(self, model, device) -> tuple[float, list[dict[str, Any]]]:
+        return validate(model, self.cases, device)

@@ -5,6 +5,11 @@ A recipe is a TOML file (see ``recipes/tissue.toml``) with the sections
 ``[output]``; ``key=value`` overrides on the command line change any of its
 values (``train.steps=200``).
 
+One loop serves every task: a task plugs in its batch source, its loss (whose
+named parts become log columns) and its validator (:class:`TaskHooks`,
+:func:`task_hooks`); segmentation and regression use the recipe's generator and
+:mod:`medcli.train.losses`.
+
 Engineering guarantees:
 
 * **Deterministic**: seeds for python, numpy and torch, and every batch drawn
@@ -37,8 +42,10 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -423,6 +430,73 @@ class Validator:
         return row
 
 
+@dataclass
+class TaskHooks:
+    """What a task plugs into the shared loop of :func:`train`.
+
+    Attributes:
+        batches: ``(first, last)`` steps -> an iterator of one ``(input, target)`` per step; ``target`` is a
+            tensor or a dict of tensors (whatever ``loss`` takes); both are moved to the training device.
+        loss: ``(output, target)`` -> the loss, or ``(loss, {name: part})``: the parts are logged as
+            columns of log.csv.
+        validator: ``(model, device)`` -> (score, higher is better; one row per case); None: no validation.
+        warmup: Steps of linear learning-rate warm-up (0: none).
+    """
+
+    batches: Callable[[int, int], Iterator[tuple[Any, Any]]]
+    loss: Callable[[Any, Any], Any]
+    validator: Callable[[Any, Any], tuple[float, list[dict[str, Any]]]] | None = None
+    warmup: int = 0
+
+
+def task_hooks(recipe: dict[str, Any], validate: bool) -> TaskHooks:
+    """The batch source, loss and validator of the recipe's task (``[model] task``).
+
+    Segmentation and regression: the recipe's generator and a loss of :mod:`medcli.train.losses`;
+    registration and landmarks: the same batches with their own loss and validation; detection:
+    :func:`medcli.train.detection.task_hooks` (its own targets, loss and whole-volume validation).
+
+    Raises:
+        UsageError: an unknown loss.
+    """
+    from medcli.train import losses
+    from medcli.train.data import loader
+
+    task = recipe["model"].get("task")
+    if task == "detection":
+        from medcli.train.detection import task_hooks as detection_hooks
+
+        return detection_hooks(recipe, validate)
+    make_loss, validator_cls = losses.make_loss, Validator
+    if task == "registration":  # image pairs in, a velocity field out
+        from medcli.train import registration
+
+        make_loss, validator_cls = registration.make_loss, registration.Validator
+    elif task == "landmarks":  # subject/template patch pairs in, a heatmap over shifts out
+        from medcli.train import landmarks
+
+        make_loss, validator_cls = landmarks.make_loss, landmarks.Validator
+    loss_cfg = dict(recipe["loss"])
+    if not is_regression(recipe) and recipe["data"].get("ignore_index") is not None:
+        loss_cfg.setdefault("ignore_index", recipe["data"]["ignore_index"])
+    try:
+        loss_fn = make_loss(loss_cfg)
+    except ValueError as e:
+        raise UsageError(f"[loss]: {e}") from None
+    ref, settings = generator_of(recipe)
+    t = recipe["train"]
+    workers = int(recipe["data"].get("workers", 1))
+
+    def batches(first: int, last: int):
+        return loader(ref, settings, int(t["seed"]), int(t["batch"]), first, last, workers=workers)
+
+    return TaskHooks(batches, loss_fn, validator_cls(recipe) if validate else None)
+
+
+def _to(target, device):
+    return {k: v.to(device) for k, v in target.items()} if isinstance(target, dict) else target.to(device)
+
+
 def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) -> Path:
     """Train the model a recipe describes; returns the output folder.
 
@@ -436,24 +510,10 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
         ProcessingError: a failure while training (non-finite loss, bad init weights).
         KeyboardInterrupt: SIGTERM or Ctrl-C, after saving a checkpoint.
     """
-    if recipe["model"].get("task") == "detection":  # centre heatmap + sizes: own targets, loss and validation
-        from medcli.train.detection import train_detection
-
-        return train_detection(recipe, resume=resume, force=force)
-    from medcli.cli.runtime import configure_threads, state, torch_device
+    from medcli.cli.runtime import configure_threads, default_threads, state, torch_device
     from medcli.engine.architectures import build
-    from medcli.train.data import loader
-    from medcli.train.losses import make_loss
-
-    task_validator = Validator
-    if recipe["model"].get("task") == "registration":  # image pairs in, a velocity field out: own loss and validation
-        from medcli.train.registration import Validator as task_validator, make_loss  # noqa: F811
-    elif recipe["model"].get("task") == "landmarks":  # subject/template patch pairs in, a heatmap over shifts out
-        from medcli.train.landmarks import Validator as task_validator, make_loss  # noqa: F811
 
     t = recipe["train"]
-    from medcli.cli.runtime import default_threads
-
     if int(t.get("threads") or 0) > 0 and state.threads in (None, default_threads()):
         # The recipe's choice unless --threads said otherwise: on a busy machine one
         # thread per process beats two threads that wait for each other.
@@ -484,14 +544,6 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
     if not params:
         raise UsageError("model.freeze froze every parameter")
     opt = torch.optim.AdamW(params, lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
-    loss_cfg = dict(recipe["loss"])
-    if not is_regression(recipe) and recipe["data"].get("ignore_index") is not None:
-        loss_cfg.setdefault("ignore_index", recipe["data"]["ignore_index"])
-    try:
-        loss_fn = make_loss(loss_cfg)
-    except ValueError as e:
-        raise UsageError(f"[loss]: {e}") from None
-    ref, settings = generator_of(recipe)
 
     steps, batch = int(t["steps"]), int(t["batch"])
     every_ckpt, every_val, patience = int(t["checkpoint_every"]), int(t["validate_every"]), int(t["patience"])
@@ -502,16 +554,13 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
         loop.update(load_checkpoint(ckpt, model, opt))
         start = int(loop.pop("step")) + 1
         log.warning(f"resuming {out} at step {start}")
-    validator = task_validator(recipe) if every_val > 0 else None
+    hooks = task_hooks(recipe, every_val > 0)
+    validator = hooks.validator
 
-    log_path, val_path = out / "log.csv", out / "validation.csv"
-    _truncate_csv(log_path, start - 1)
+    val_path = out / "validation.csv"
     _truncate_csv(val_path, start - 1)
-    log_file = open(log_path, "a", newline="")
-    writer = csv.writer(log_file)
-    if log_path.stat().st_size == 0:
-        writer.writerow(["step", "loss", "lr", "seconds", "samples_per_s", "val_score"])
-    batches = loader(ref, settings, seed, batch, start, steps, workers=int(recipe["data"].get("workers", 1)))
+    step_log = _StepLog(out / "log.csv", start - 1)
+    batches = hooks.batches(start, steps)
     model.train()
     t_start = time.perf_counter() - float(loop["seconds"])
     last = start - 1
@@ -521,11 +570,12 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
             for step in range(start, steps + 1):
                 t0 = time.perf_counter()
                 x, y = next(batches)
-                x, y = x.to(device), y.to(device)
-                lr = _lr(recipe, step)
+                x, y = x.to(device), _to(y, device)
+                lr = _lr(recipe, step) * (min(1.0, step / hooks.warmup) if hooks.warmup > 0 else 1.0)
                 for g in opt.param_groups:
                     g["lr"] = lr
-                value = loss_fn(model(x), y)
+                value = hooks.loss(model(x), y)
+                value, parts = value if isinstance(value, tuple) else (value, {})
                 if not torch.isfinite(value):
                     raise ProcessingError(f"loss is {value.item()} at step {step}: lower train.lr or check the data")
                 opt.zero_grad(set_to_none=True)
@@ -550,9 +600,11 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
                     if patience and loop["bad"] >= patience:
                         loop["stopped_early"] = True
                 loop["seconds"] = time.perf_counter() - t_start
-                writer.writerow([step, f"{value.item():.6f}", f"{lr:.6g}", f"{loop['seconds']:.2f}", f"{batch / dt:.2f}", val_score])
-                log_file.flush()
-                bar.update(step, value.item(), loop)
+                parts = {k: float(v.detach()) for k, v in parts.items()}
+                step_log.write({"step": step, "loss": f"{value.item():.6f}", **{k: f"{v:.6f}" for k, v in parts.items()},
+                                "lr": f"{lr:.6g}", "seconds": f"{loop['seconds']:.2f}", "samples_per_s": f"{batch / dt:.2f}",
+                                "val_score": val_score})
+                bar.update(step, value.item(), loop, parts)
                 done = step == steps or loop["stopped_early"] or timed_out
                 if step % every_ckpt == 0 or done or stop.signal is not None:
                     save_checkpoint(ckpt, model, opt, step, _loop_state(loop))
@@ -566,7 +618,7 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
                     log.warning(f"train.max_minutes ({max_minutes:g}) reached at step {step}; continue with --resume")
                     break
     finally:
-        log_file.close()
+        step_log.close()
         del batches
     if validator is None or loop["best"] is None:
         loop["best_step"] = last
@@ -604,6 +656,51 @@ def _truncate_csv(path: Path, last_step: int) -> None:
     lines = path.read_text().splitlines(keepends=True)
     keep = [ln for i, ln in enumerate(lines) if i == 0 or int(ln.split(",", 1)[0]) <= last_step]
     _atomic_text("".join(keep), path)
+
+
+class _StepLog:
+    """log.csv, a row per step; its columns come from the first row written (the loss parts are the task's)."""
+
+    #: Columns of logs written before the loops were one (detection's), under their current names.
+    RENAMED: ClassVar[dict[str, str]] = {"val_cpm": "val_score"}
+
+    def __init__(self, path: Path, last_step: int):
+        _truncate_csv(path, last_step)
+        self.path = path
+        self.header = path.read_text().split("\n", 1)[0].split(",") if path.exists() and path.stat().st_size else None
+        self._open()
+
+    def _open(self) -> None:
+        self.file = open(self.path, "a", newline="")
+        self.writer = csv.writer(self.file)
+
+    def write(self, row: dict[str, Any]) -> None:
+        keys = list(row)
+        if self.header is None:
+            self.writer.writerow(keys)
+            self.header = keys
+        elif self.header != keys:
+            self._rewrite(keys)
+        self.writer.writerow([row[k] for k in keys])
+        self.file.flush()
+
+    def _rewrite(self, keys: list[str]) -> None:
+        # A resumed run whose log has other columns (an earlier version's): its rows under the new header, by name.
+        import io
+
+        self.file.close()
+        with open(self.path, newline="") as f:
+            old = [{self.RENAMED.get(k, k): v for k, v in r.items()} for r in csv.DictReader(f)]
+        text = io.StringIO()
+        w = csv.writer(text)
+        w.writerow(keys)
+        w.writerows([[r.get(k, "") for k in keys] for r in old])
+        _atomic_text(text.getvalue(), self.path)
+        self.header = keys
+        self._open()
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def _append_validation(path: Path, step: int, rows: list[dict[str, Any]]) -> None:
@@ -694,10 +791,13 @@ class _Bar:
             self._task = self._p.add_task("train", total=self.total, completed=self.done, info="")
         return self
 
-    def update(self, step: int, loss: float, loop: dict[str, Any]) -> None:
+    def update(self, step: int, loss: float, loop: dict[str, Any], parts: dict[str, float] | None = None) -> None:
+        best = f" val {loop['best']:.3f}" if loop.get("best") is not None else ""
+        info = f"loss {loss:.4f}" + "".join(f" {k} {v:.4f}" for k, v in (parts or {}).items()) + best
         if self._p is not None:
-            best = f" val {loop['best']:.3f}" if loop.get("best") is not None else ""
-            self._p.update(self._task, completed=step, info=f"loss {loss:.4f}{best}")
+            self._p.update(self._task, completed=step, info=info)
+        elif step % 10 == 0:  # no one watches (a log file): a line now and then
+            log.info(f"step {step}/{self.total}: {info}, {float(loop.get('seconds', 0.0)) / 60:.1f} min")
 
     def __exit__(self, *exc):
         if self._p is not None:

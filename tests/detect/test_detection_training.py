@@ -76,6 +76,9 @@ def test_tiny_detection_training_run_and_resume(tmp_path):
     assert (out / "model.safetensors").stat().st_size > 0
     rows = (out / "log.csv").read_text().splitlines()
     assert len(rows) == 3 and all(np.isfinite(float(r.split(",")[1])) for r in rows[1:])
+    # The shared loop logs the loss's parts (heatmap, sizes) as columns.
+    assert rows[0].split(",")[:4] == ["step", "loss", "heat", "size"]
+    assert all(float(r.split(",")[2]) > 0 for r in rows[1:])
     # Resumed to more steps from the checkpoint.
     out = train(load_recipe("recipes/detect_lesion.toml", over[1:] + ["train.steps=3"]), resume=True)
     assert len((out / "log.csv").read_text().splitlines()) == 4

@@ -90,6 +90,24 @@ def test_max_minutes_stops_after_a_checkpoint_for_every_task(tmp_path):
     assert (out / "model.safetensors").exists()
 
 
+def test_step_log_takes_a_resumed_log_with_other_columns_by_name(tmp_path):
+    # A detection log written before the loops were one ("val_cpm", no samples_per_s), resumed at step 2:
+    # the rows up to the checkpoint stay, under the shared loop's columns, and the new row follows.
+    from medcli.train.engine import _StepLog
+
+    path = tmp_path / "log.csv"
+    path.write_text("step,loss,heat,size,lr,seconds,val_cpm\n1,2.0,1.5,0.5,0.001,3.0,\n2,1.9,1.4,0.5,0.001,6.0,0.25\n"
+                    "3,1.8,1.3,0.5,0.001,9.0,\n")
+    log = _StepLog(path, 2)
+    log.write({"step": 3, "loss": "1.7", "heat": "1.2", "size": "0.5", "lr": "0.001", "seconds": "9.5", "samples_per_s": "2.0",
+               "val_score": ""})
+    log.close()
+    rows = _rows(path)
+    assert [r["step"] for r in rows] == ["1", "2", "3"] and rows[1]["val_score"] == "0.25" and rows[2]["loss"] == "1.7"
+    assert list(rows[0]) == ["step", "loss", "heat", "size", "lr", "seconds", "samples_per_s", "val_score"]
+    assert rows[0]["samples_per_s"] == "" and rows[0]["heat"] == "1.5"
+
+
 def test_fine_tuning_from_a_model_folder_with_frozen_layers(tmp_path):
     base = train(load_recipe(TINY, [f"output.dir={tmp_path / 'a'}", "train.steps=4", "train.validate_every=0"]))
     tuned = train(load_recipe(TINY, [f"output.dir={tmp_path / 'b'}", "train.steps=4", "train.validate_every=0",

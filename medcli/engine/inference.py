@@ -456,6 +456,25 @@ def _parse_memory(value) -> int | None:
         raise UsageError(f"max_memory: cannot read {value!r} as a size such as 4G") from e
 
 
+def deterministic_algorithms(on: bool = True, warn_only: bool = True) -> bool:
+    """Switch torch's deterministic algorithms on or off; returns whether they were on before.
+
+    ``torch.use_deterministic_algorithms`` sets the same flag but first imports the compiler
+    (``torch._inductor.config``, to set its own copy of the switch): about 1.4 s of CPU per process that never
+    compiles anything. The compiler's switch is therefore set only when the compiler is already loaded.
+    """
+    import sys
+
+    import torch
+
+    was = torch.are_deterministic_algorithms_enabled()
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        inductor.deterministic = on
+    torch._C._set_deterministic_algorithms(on, warn_only=warn_only)
+    return was
+
+
 def set_deterministic(on: bool = True, seed: int = 0) -> None:
     """Deterministic torch algorithms and fixed seeds (bitwise-reproducible runs, also on GPU)."""
     import os
@@ -464,7 +483,7 @@ def set_deterministic(on: bool = True, seed: int = 0) -> None:
     import torch
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(on, warn_only=True)
+    deterministic_algorithms(on)
     torch.backends.cudnn.benchmark = not on
     torch.backends.cudnn.deterministic = on
     if on:

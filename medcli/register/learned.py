@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from medcli.engine.inference import deterministic_algorithms
 from medcli.image import Image
 from medcli.register import grid as G
 from medcli.register import methods
@@ -167,8 +168,7 @@ def register_learned(
     A = affine.matrix
     mov = moving if moving.ndim == 3 else moving.with_data(np.asarray(moving.data)[..., 0])
     fix = fixed if fixed.ndim == 3 else fixed.with_data(np.asarray(fixed.data)[..., 0])
-    was_det = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    was_det = deterministic_algorithms(True)
     try:
         fn = methods.normalise(fix.data, fixed_mask)
         if fixed_mask is not None:
@@ -232,4 +232,4 @@ def register_learned(
             log_jacobian=log_jac,
         )
     finally:
-        torch.use_deterministic_algorithms(was_det)
+        deterministic_algorithms(was_det)

@@ -32,12 +32,14 @@ while registering).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from medcli.engine.inference import deterministic_algorithms
 from medcli.errors import InputError
 from medcli.image import Image
 from medcli.register import grid as G
@@ -195,6 +197,39 @@ class Pyramid:
         return self._levels[spacing]
 
 
+class CosineAdam:
+    """Adam under a cosine-annealed learning rate (to 0 after ``iters`` steps), in plain tensor operations.
+
+    The arithmetic of ``torch.optim.Adam`` (default betas and eps) and of ``CosineAnnealingLR``'s recursive form,
+    so results are bit-identical to them; written out because the first ``torch.optim`` step imports the compiler
+    (``torch._dynamo``): about 1.4 s of CPU in every process that registers, more than a short affine fit itself.
+    """
+
+    def __init__(self, params: list, lr: float, iters: int, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        torch = G.torch()
+        self.params, self.lr, self.iters, self.betas, self.eps = params, float(lr), int(iters), betas, eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self) -> None:
+        """One Adam step from the parameters' gradients (cleared afterwards), then the next learning rate."""
+        torch = G.torch()
+        b1, b2 = self.betas
+        self.t += 1
+        bc1, bc2 = 1 - b1 ** float(self.t), 1 - b2 ** float(self.t)
+        with torch.no_grad():
+            for p, m, v in zip(self.params, self.m, self.v):
+                g = p.grad
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                p.addcdiv_(m, (v.sqrt() / bc2**0.5).add_(self.eps), value=-(self.lr / bc1))
+                p.grad = None
+        e, n = self.t, self.iters
+        if e <= n:
+            self.lr = (1 + math.cos(math.pi * e / n)) / (1 + math.cos(math.pi * (e - 1) / n)) * self.lr
+
+
 def fit_affine(
     Fp: Pyramid, Mp: Pyramid, Wp: Pyramid, A0: np.ndarray, centre: np.ndarray, kind: str, metric: str, opts: Options, gen, log=None
 ) -> np.ndarray:
@@ -229,24 +264,22 @@ def fit_affine(
             pick = torch.randperm(cand.numel(), generator=gen)[: opts.affine_samples].to(dev)
             cand = cand[pick].sort().values
         shape = Fl.shape[2:]
-        ijk = torch.stack(torch.unravel_index(cand, shape), -1).float()
+        # C-order indices by hand: torch.unravel_index's argument check imports sympy (about 0.8 s per process)
+        ijk = torch.stack([cand // (shape[1] * shape[2]), cand // shape[2] % shape[1], cand % shape[2]], -1).float()
         pts = ijk @ torch.tensor(fl_aff[:3, :3].T, dtype=torch.float32, device=dev) + torch.tensor(
             fl_aff[:3, 3], dtype=torch.float32, device=dev
         )
         fvals = Fl.reshape(-1)[cand]
         ones = torch.ones_like(fvals)
         m_inv = torch.tensor(np.linalg.inv(ml_aff), dtype=dt, device=dev)
-        opt = torch.optim.Adam(params, lr=opts.affine_lr * min(1.0, spacing / 4.0))
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters, eta_min=0.0)
+        opt = CosineAdam(params, opts.affine_lr * min(1.0, spacing / 4.0), iters)
         for _ in range(iters):
-            opt.zero_grad()
             mv = G.transform_vox((m_inv @ matrix()).float(), pts)[None]
             mvals = G.sample(Ml, mv)[0, 0]
             w = ones * G.inside(mv, Ml.shape[2:])[0, 0]
             value = loss(fvals, mvals, w)
             value.backward()
             opt.step()
-            sched.step()
         if log:
             log(f"{kind} {spacing:g} mm: {metric} {float(value.detach()):.4f}")
     with torch.no_grad():
@@ -402,8 +435,7 @@ def register(
     fix = fixed if fixed.ndim == 3 else fixed.with_data(np.asarray(fixed.data)[..., 0])
     check_inputs(mov, fix, moving_mask, fixed_mask)
     dev = torch.device(device)
-    was_det = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    was_det = deterministic_algorithms(True)
     try:
         gen = torch.Generator().manual_seed(int(seed))
         fn = normalise(fix.data, fixed_mask)
@@ -488,4 +520,4 @@ def register(
         out = Image(warped.astype(np.float32), fix.affine, dict(mov.meta))
         return Result(chain=chain, inverse=inverse, warped=out, stats=stats, log_jacobian=log_jac)
     finally:
-        torch.use_deterministic_algorithms(was_det)
+        deterministic_algorithms(was_det)

@@ -48,6 +48,17 @@ def test_nlmeans_gaussian_model(t1_2mm):
     assert d.psnr(clean, out) > d.psnr(clean, noisy) + 4
 
 
+def test_nlmeans_threads_give_the_same_result(t1_2mm, monkeypatch):
+    # Slabs run in parallel threads with --threads > 1; each slab is independent, so the result must not change.
+    from medcli.cli import runtime
+
+    noisy = d.add_rician(t1_2mm.data[20:60, 30:70, 20:60], 5, rng=6)
+    monkeypatch.setattr(runtime.state, "threads", 1)
+    one = dn.nlmeans(noisy, sigma=10.0)
+    monkeypatch.setattr(runtime.state, "threads", 3)
+    np.testing.assert_array_equal(dn.nlmeans(noisy, sigma=10.0), one)
+
+
 def test_4d_is_denoised_volume_by_volume(t1_2mm):
     clean = t1_2mm.data
     a = d.add_rician(clean, 3, rng=3)

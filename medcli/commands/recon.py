@@ -183,8 +183,9 @@ def _ct_simulate_step(views: int, beam: str, photons: float | None, detectors: i
     "(ASTRA proj_geom names: type parallel|fanflat, DetectorCount, DetectorWidth, ProjectionAnglesDeg, "
     "DistanceOriginSource/Detector, ImageSize, PixelSpacing, Affine, Photons); output in HU (--units mu: mm^-1, "
     "water 0.0192). CT methods: fbp (--filter, --cutoff), sart (one view per update; relaxation falling per sweep when the sidecar gives Photons), sirt, osem (Poisson "
-    "likelihood, OS-SPS, for low dose), each with --reg nonneg|tv --lambda (HU), learned (a U-Net on the FBP, "
-    "trained for 60-view, 4096-photon parallel-beam slices), auto (osem+TV when the sidecar gives Photons, else sart).",
+    "likelihood, OS-SPS, for low dose), each with --reg nonneg|tv --lambda (HU), learned (a U-Net correcting 5 osem+TV "
+    "iterations, given the FBP too; trained for 60-view, 4096-photon parallel-beam slices), auto (learned where its "
+    "spec fits, else osem+TV when the sidecar gives Photons, else sart: tests/benchmarks/results/recon_ct.md).",
     examples=[
         ("Simulate, then reconstruct", "medcli recon simulate sample:t1 --accel 4 -o k.h5 && medcli recon k.h5 -o t1.nii.gz"),
         ("fastMRI file, l1-wavelet compressed sensing", "medcli recon file_brain_AXT2_200.h5 --method cs --reg wavelet -o brain.nii.gz"),

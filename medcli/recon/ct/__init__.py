@@ -94,7 +94,8 @@ def reconstruct_ct(
         units: ``hu`` (Hounsfield units) or ``mu`` (linear attenuation, mm^-1).
         device: Torch device (default: ``--device`` of the CLI, else cpu).
         model: Learned model name or folder (default ``recon-ct``).
-        photons: I0 for osem when the sidecar does not say (default 1e5).
+        photons: I0 for osem (default 1e5) and for the learned model's start (default its training dose)
+            when the sidecar does not say.
         sidecar: Geometry JSON when not next to the sinogram.
         provenance: Filled with the method used (and the model, for learned).
 
@@ -141,16 +142,17 @@ def reconstruct_ct(
         if method == "fbp":
             mu = fbp(p, proj, filter, cutoff)
         elif method == "learned":
-            from medcli.recon.ct.learned import PostProcessor
+            from medcli.recon.ct.learned import PostProcessor, model_fits, start_inputs
 
             net = PostProcessor.load(model)
-            from medcli.recon.ct.learned import model_fits
-
             ok, why = model_fits(net.spec, geo)
             if not ok:
                 log.warning(f"recon: the learned model was not trained for {why}; expect artefacts (try --method osem)")
-            x = (fbp(p, proj, net.spec.get("input", {}).get("filter", "ram-lak")) - geo.mu_water) / geo.mu_water
-            hu = net(x.cpu().numpy()) * 1000.0
+            i0 = photons or geo.photons
+            if not i0:
+                i0 = float(net.spec.get("input", {}).get("photons", 4096))
+                log.warning(f"recon: the learned model's start needs the photon count I0 (sidecar Photons); assuming {i0:g}")
+            hu = net(start_inputs(p, proj, float(i0), net.spec.get("input", {})).cpu().numpy()) * 1000.0
             mu = torch.as_tensor(geo.mu_water * (1 + hu / 1000.0))
             files = net.spec.get("files") or [{}]
             prov["Model"] = {"Name": net.spec.get("name", model or "recon-ct"),

@@ -1,16 +1,18 @@
 """The learned reconstruction (``--method learned``): an unrolled network, and its training data.
 
-:class:`UnrolledNet` alternates, for a fixed number of cascades, a small residual
-CNN on the complex image (two channels) with data consistency, each cascade
-with its own weights and step (ESPIRiT maps as MoDL uses them instead of a
-learned sensitivity network). The shipped model (``dc="cs"``) starts from a
-short TV-regularised SENSE reconstruction (the ``cs`` method's solver, few
-iterations) and refines it with exact data consistency by conjugate gradients:
+:class:`UnrolledNet` refines the ``cs`` method's own result (TV-regularised
+SENSE, the same iterations and lambda as ``medcli recon -m cs``) by a fixed
+number of unrolled cascades, each with its own small CNN R_t and step eta_t
+(ESPIRiT maps as MoDL uses them instead of a learned sensitivity network):
 
-    x_0 = CS-TV(y),   z_t = x_t + CNN_t(x_t),   x_{t+1} = argmin ||A x - y||^2 + mu_t ||x - z_t||^2
+    x_0 = CS-TV(y),   g_t = A^H (A x_t - y),   x_{t+1} = x_t - eta_t g_t + u_t R_t(|x_t|, conj(u_t) g_t)
 
-(``dc="cg"`` starts from CG-SENSE instead, ``dc="gradient"`` replaces the CG
-solve by one gradient step, VarNet-style.)
+with u_t = x_t / |x_t| (VarNet-style gradient data consistency). The CNN sees
+only phase-free features and its output is turned back by u_t, so a global or
+smooth phase (the arbitrary phase of the ESPIRiT maps, the object's own)
+changes nothing but the output's phase. Its last conv and every eta start at
+zero: the untrained network returns its CS start exactly. The correction is
+kept to the maps' support (the image is zero where no coil sees it, as cs).
 
 The network's input is one packed real tensor so that the training engine
 (:mod:`medcli.train.engine`) handles it like any image model: channels
@@ -73,12 +75,12 @@ def _build():
     from medcli.recon.mri.methods import adjoint, normal
 
     class Regulariser(nn.Module):
-        """A residual CNN on (real, imag): conv-ReLU layers, last conv back to 2 channels (zero init)."""
+        """A CNN on phase-free features of the image, conv-LeakyReLU layers, last conv to 2 channels (zero init)."""
 
         def __init__(self, features: int, layers: int):
             super().__init__()
             mods: list[nn.Module] = []
-            ch = 2
+            ch = 3
             for _ in range(layers - 1):
                 mods += [nn.Conv2d(ch, features, 3, padding=1), nn.LeakyReLU(0.1)]
                 ch = features
@@ -87,37 +89,32 @@ def _build():
             nn.init.zeros_(last.bias)
             self.net = nn.Sequential(*mods, last)
 
-        def forward(self, x):
-            z = torch.stack([x.real, x.imag], 1)
-            d = self.net(z)
-            return torch.complex(d[:, 0], d[:, 1])
+        def forward(self, x, g):
+            """Correction of ``x`` from |x| and u* g (g the data-consistency gradient), turned back by u = x/|x|."""
+            mag = x.abs()
+            u = torch.where(mag > 1e-6, x / mag.clamp_min(1e-6), torch.ones_like(x))
+            rg = u.conj() * g
+            d = self.net(torch.stack([mag, rg.real, rg.imag], 1))
+            return u * torch.complex(d[:, 0], d[:, 1])
 
     class UnrolledNet(nn.Module):
-        """Unrolled data consistency + CNN regulariser (see the module docstring).
+        """The CS-TV start and ``cascades`` refining cascades (see the module docstring).
 
-        ``dc="gradient"``: x <- x - eta (A^H A x - A^H y) + CNN(x) (VarNet-style).
-        ``dc="cg"``: MoDL: start from CG-SENSE (``cg_init`` iterations), then per cascade
-        z = x + CNN(x) and x = argmin ||A x - y||^2 + mu ||x - z||^2 by ``cg_iterations`` of CG
-        (exact data consistency; the aliasing of 1D undersampling is unfolded by the coils, which
-        a few gradient steps cannot do). ``steps`` holds eta or mu per cascade.
-        ``dc="cs"``: as ``cg`` but the first iterate is a short TV-regularised SENSE
-        (:func:`~medcli.recon.mri.methods.cs_tv`, ``cs_iterations`` primal-dual steps at
-        lambda = ``cs_lambda`` x max |A^H y|), so the cascades refine a CS image rather than a noisy,
-        aliased CG-SENSE one; mu starts at ``mu_init`` (large: the untrained network returns about
-        the CS image).
+        ``cs_iterations`` primal-dual steps at lambda = ``cs_lambda`` x max |A^H y|: those of the ``cs``
+        method, so that the start is exactly what ``medcli recon -m cs`` returns.
         """
 
-        def __init__(self, cascades: int = 6, features: int = 24, layers: int = 4, dc: str = "gradient",
-                     cg_iterations: int = 6, cg_init: int = 10, cs_iterations: int = 20, cs_lambda: float = 0.008,
-                     mu_init: float = 0.5):
+        def __init__(self, cascades: int = 3, features: int = 16, layers: int = 5, cs_iterations: int = 50,
+                     cs_lambda: float = 0.008, dc: str = "refine"):
             super().__init__()
+            if dc != "refine":  # versions 1-2 (CG data consistency) are gone with their weights
+                raise ValueError(f"dc {dc!r} is not supported (only 'refine', recon-mri 3.x)")
             self.cascades = nn.ModuleList([Regulariser(features, layers) for _ in range(cascades)])
-            self.steps = nn.Parameter(torch.full((cascades,), float(mu_init)))
-            self.dc, self.cg_iterations, self.cg_init = dc, cg_iterations, cg_init
+            self.steps = nn.Parameter(torch.zeros(cascades))
             self.cs_iterations, self.cs_lambda = cs_iterations, cs_lambda
 
         def first_iterate(self, k, maps, mask):
-            """The CS-TV start of ``dc="cs"`` (no gradient: a fixed function of the data)."""
+            """The CS-TV start (no gradient: a fixed function of the data)."""
             from medcli.recon.mri.methods import cs_tv
 
             with torch.no_grad():
@@ -126,22 +123,12 @@ def _build():
 
         def reconstruct(self, k, maps, mask, first=None):
             """Complex image (B, H, W) from k-space (B, C, H, W), maps and mask (B, H, W) (and the first iterate)."""
-            from medcli.recon.mri.methods import conjugate_gradient
-
             aty = adjoint(k, maps, mask)
-            if self.dc == "gradient":
-                x = aty
-                for eta, reg in zip(self.steps, self.cascades):
-                    x = x - eta * (normal(x, maps, mask) - aty) + reg(x)
-                return x
-            if self.dc == "cs":
-                x = self.first_iterate(k, maps, mask) if first is None else first
-            else:
-                x = conjugate_gradient(lambda v: normal(v, maps, mask), aty, aty, self.cg_init)
-            for mu_raw, reg in zip(self.steps, self.cascades):
-                mu = mu_raw.abs() + 0.05
-                z = x + reg(x)
-                x = conjugate_gradient(lambda v: normal(v, maps, mask) + mu * v, aty + mu * z, z, self.cg_iterations)
+            x = self.first_iterate(k, maps, mask) if first is None else first
+            support = (maps.abs().sum(1) > 0).to(x.dtype)
+            for eta, reg in zip(self.steps, self.cascades):
+                g = normal(x, maps, mask) - aty
+                x = x - eta * g + support * reg(x, g)
             return x
 
         def forward(self, packed):
@@ -171,15 +158,6 @@ def _volumes():
         csf = np.clip((t1 > 0) - gm - wm, 0, 1).astype(np.float32)
         _CACHE["t1"] = (t1 / float(np.percentile(t1[t1 > 0], 99)), gm, wm, csf)
     return _CACHE["t1"]
-
-
-def support(image: np.ndarray) -> np.ndarray:
-    """Where ESPIRiT finds signal: the object (above 5 % of its maximum), holes filled, dilated 4 pixels."""
-    from scipy import ndimage
-
-    obj = np.abs(image) > 0.05 * np.abs(image).max()
-    obj = ndimage.binary_fill_holes(obj)
-    return ndimage.binary_dilation(obj, iterations=4)
 
 
 def training_image(rng: np.random.Generator, size: int) -> np.ndarray:

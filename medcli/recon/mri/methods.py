@@ -296,7 +296,8 @@ def reconstruct_mri(
 
     Args:
         ks: The k-space.
-        method: ``auto`` (= cs, the best measured), ``zerofill``, ``sense``, ``cs``, ``learned`` (cs with a
+        method: ``auto`` (learned where the model fits the data and no cs setting is given, else cs: the
+            best measured), ``zerofill``, ``sense``, ``cs``, ``learned`` (cs with a
             warning when the data lie outside the model's training range).
         reg: ``wavelet`` or ``tv`` (cs).
         lam: Regularisation weight of cs/sense, or ``"auto"``.
@@ -322,19 +323,22 @@ def reconstruct_mri(
     device = device or torch.device("cpu")
     info: dict[str, Any] = {}
     learned = None
-    if method == "auto":
-        # cs measured best on the held-out data (tests/benchmarks/results/recon_mri.md); the learned
-        # model only on request until one beats it.
-        method = "cs"
+    auto = method == "auto"
+    if auto:
+        # The learned model refines cs and measured better on the held-out data wherever it fits
+        # (tests/benchmarks/results/recon_mri.md); cs settings asked for by name (a wavelet, a lambda,
+        # iterations) mean cs itself.
+        cs_asked = reg != "tv" or lam != "auto" or iterations is not None
+        method = "cs" if cs_asked else "learned"
     if method == "learned":
         from medcli.recon.mri import learned as lm
 
         learned, why = lm.load_if_fits(ks, model, device)
         if learned is None:
-            log.warning(f"learned model does not fit this data ({why}): falling back to cs")
+            if not auto:  # auto: cs is the choice there, not a fallback
+                log.warning(f"learned model does not fit this data ({why}): falling back to cs")
             method = "cs"
         else:
-            method = "learned"
             info["model"] = learned.provenance
     its = DEFAULT_ITERATIONS[method] if iterations is None else int(iterations)
     images, all_maps = [], []

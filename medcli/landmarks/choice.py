@@ -8,7 +8,7 @@ imports: ``medcli landmarks --help`` reads it.
 
 from __future__ import annotations
 
-#: Template grid (mm) each method registers on when ``--spacing`` is not given (learned's affine runs at 4 mm anyway).
+#: Template grid (mm) each method registers on when ``--spacing`` is not given (learned's affine stops at 2 mm anyway).
 TEMPLATE_MM = {"atlas": 1.0, "learned": 2.0}
 
 

@@ -1,8 +1,8 @@
 """The learned method: an affine start, then a matching network on a patch around each landmark.
 
 1. **Affine start**: the subject is registered affinely onto the set's template
-   (:func:`medcli.register.methods.register`, ``kind="affine"``, a coarse and
-   short schedule: the network corrects what it leaves). This gives, for each
+   (:func:`medcli.register.methods.register`, ``kind="affine"``, the short 4 and
+   2 mm schedule :data:`medcli.landmarks.atlas.AFFINE`: the network corrects what it leaves). This gives, for each
    template landmark ``p``, a map from template millimetres to the subject.
 2. **Patches in the template's frame**: for each landmark a cube of
    :data:`PATCH` ^3 voxels of :data:`PATCH_MM` mm centred on ``p`` is sampled
@@ -39,6 +39,7 @@ import numpy as np
 from medcli.errors import InputError
 from medcli.image import Image
 from medcli.landmarks.atlas import (
+    AFFINE,
     Detection,
     check_head,
     check_image,
@@ -56,9 +57,6 @@ PATCH_MM = 1.5
 #: one pass 0.61/0.69/0.57 mm (T1/T2-like/4 mm), two 0.73/0.92/0.73 (the answer drifts), affine alone 0.76/0.78/0.64.
 PASSES = 1
 CONFIDENCE_RADIUS_MM = 3.0
-#: The affine start's schedule: one 4 mm level (what the benchmark measured as enough for the network).
-AFFINE_LEVELS: tuple[tuple[float, int], ...] = ((4.0, 60),)
-AFFINE_SAMPLES = 20000
 
 
 def patch_offsets(patch: int = PATCH, spacing: float = PATCH_MM) -> np.ndarray:
@@ -245,7 +243,7 @@ def detect_learned(
         lset: The landmark set; its points must be the ones the model was trained on.
         mask: Brain mask on the image's grid (the affine start uses it; no brain extraction then).
         skull: ``auto`` (recognise), ``on`` (extract the brain for the affine start) or ``off``.
-        template: The set's template already read (a coarse one is enough: the affine runs at 4 mm).
+        template: The set's template already read (2 mm is enough: the affine runs at 4 and 2 mm).
         seed: Seed of the affine stage's point samples.
         device: Torch device.
         model: ``(net, spec)`` from :func:`load_model` (loaded here when ``None``).
@@ -267,7 +265,7 @@ def detect_learned(
                          f"not {lset.name!r}: use --method atlas")
     mask, warnings = subject_mask(image, mask, skull, device, log)
     tmpl = template if template is not None else io.read(lset.template)
-    opts = Options(affine_levels=AFFINE_LEVELS, affine_samples=AFFINE_SAMPLES)
+    opts = Options(**AFFINE)
     res = register(image, tmpl, kind="affine", moving_mask=mask, seed=seed, device=device, options=opts, log=log)
     rho = check_head(np.asarray(tmpl.data, np.float32), np.asarray(res.warped.data, np.float32), lset, src)
     data = np.asarray(image.data, np.float32)

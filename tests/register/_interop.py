@@ -78,27 +78,48 @@ def sitk_points(tx, points_ras: np.ndarray) -> np.ndarray:
     return np.array([np.array(tx.TransformPoint(tuple(float(v) for v in p * LPS))) * LPS for p in points_ras])
 
 
+ANTS_SYN_SCRIPT = """
+import sys, ants
+fixed, moving, prefix = sys.argv[1:4]
+# ANTsPy >= 0.5 ignores registration(random_seed=...): its seed and one ITK thread are set here, before ITK
+# starts its threads, which makes SyN repeat bit for bit (checked: two runs, identical files).
+if hasattr(ants, "config") and hasattr(ants.config, "set_ants_deterministic"):
+    ants.config.set_ants_deterministic(True, 1)
+reg = ants.registration(ants.image_read(fixed), ants.image_read(moving), "SyN", reg_iterations=(40, 20, 0),
+                        random_seed=1, outprefix=prefix)
+print("\\n".join(reg["fwdtransforms"]))
+print("\\n".join(reg["invtransforms"]))
+"""
+
+
 @functools.lru_cache(maxsize=1)
 def ants_syn() -> tuple[dict, Image, str]:
-    """ANTsPy SyN (affine + warp, seed 1) of the 4 mm T1 moved by a known affine and bump.
+    """ANTsPy SyN (affine + warp, seed 1, one thread) of the 4 mm T1 moved by a known affine and bump.
+
+    ANTs' SyN changes from run to run unless its seed and thread count are fixed before ITK starts, so it
+    runs in a fresh process that fixes both: every test sees the same ANTs result, and a bound that
+    holds once holds in CI too.
 
     Returns ANTs' result dict (``fwdtransforms``, ``invtransforms``), the moving
     image and the folder holding everything (a temporary folder of this process).
     """
+    import subprocess
+    import sys
     import tempfile
 
-    import ants
-
+    from medcli import io
     from medcli.register.transforms import TransformChain, warp_image
 
     folder = tempfile.mkdtemp(prefix="medcli-antsreg-")
     fixed = t1_4mm()
     moving = warp_image(fixed, TransformChain([bump_field(fixed), known_affine()]), fixed)
-    reg = ants.registration(
-        to_ants(fixed, folder), to_ants(moving, folder), "SyN", reg_iterations=(40, 20, 0), random_seed=1,
-        outprefix=os.path.join(folder, "reg"),
-    )
-    return reg, moving, folder
+    paths = [os.path.join(folder, n) for n in ("fixed.nii.gz", "moving.nii.gz")]
+    io.write(fixed, paths[0], force=True)
+    io.write(moving, paths[1], force=True)
+    env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", ANTS_SYN_SCRIPT, *paths, os.path.join(folder, "reg")],
+                         capture_output=True, text=True, env=env, check=True).stdout.splitlines()
+    return {"fwdtransforms": out[:2], "invtransforms": out[2:]}, moving, folder
 
 
 def rel_diff(a: np.ndarray, b: np.ndarray) -> float:

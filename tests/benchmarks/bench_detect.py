@@ -82,8 +82,13 @@ def search_mask(case, front: bool):
     return m & ((y >= SPLIT_Y) if front else (y < SPLIT_Y))
 
 
+#: The learned methods' model (``--learned-model``: a trained folder, before it is shipped); None: the registry's.
+LEARNED_MODEL: str | None = None
+
+
 def run_medcli(case, mask, method="log", model=None, mirror=None):
     task = "ct-lesion" if case.contrast == "ct" else "brain-lesion"
+    model = model or (LEARNED_MODEL if method == "learned" else None)
     det = detect(case.image, task=task, method=method, mask=mask, threshold=FLOOR if method == "log" else LEARNED_FLOOR,
                  max_findings=60, model=model, mirror=mirror)
     return det.findings.items
@@ -273,7 +278,10 @@ def main() -> int:
     ap.add_argument("--extra", action="append", default=[], help="NAME=MODEL: also score a learned model (sparse-label experiment)")
     ap.add_argument("--report", action="store_true", help="only write the report from the saved results")
     ap.add_argument("--time-1mm", action="store_true", help="also time the medcli methods on a whole 1 mm brain")
+    ap.add_argument("--learned-model", help="model (name or trained folder) of the medcli learned methods (default: the registry's)")
     args = ap.parse_args()
+    global LEARNED_MODEL
+    LEARNED_MODEL = args.learned_model
     n_val, n_test = (8, 12) if args.quick else (8, 40)
     extra = []
     for item in args.extra:

@@ -212,7 +212,7 @@ def register_learned(
             "affine_metric": aff.stats["affine_metric"],
             "contrast_correlation": aff.stats["contrast_correlation"],
         }
-        measure = methods.loss_fn(syn_metric, on_grid=True, radius=opts.ncc_radius)
+        measure = methods.loss_fn(syn_metric, on_grid=True, radius=opts.ncc_radius, bins=opts.syn_mi_bins)
         with torch.no_grad():
             stats["metric_before"] = _metric_value(measure, F, G.volume(methods.warp_moving(mov_n, np.eye(4), fix, None, dev), dev), W, fix.affine)
             stats["metric_after"] = _metric_value(measure, F, G.volume(methods.warp_moving(mov_n, A, fix, u, dev), dev), W, fix.affine)

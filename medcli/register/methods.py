@@ -72,6 +72,9 @@ class Options:
     fluid_sigma: float = 1.7
     elastic_sigma: float = 0.7
     ncc_radius: int = 4  # 9-voxel windows: GM/WM Dice .9640/.9679 vs .9616/.9633 (radius 3) and .9581/.9559 (2)
+    # MI of the diffeomorphic stage (T2-like onto T1, 1 mm benchmark case): 24 bins GM/WM Dice .9550/.9701,
+    # 32 bins .9535/.9700, 64 bins .9471/.9690; fewer, wider bins give a smoother dense gradient
+    syn_mi_bins: int = 24
     squarings: int | None = None  # None: as many as the field's largest velocity needs
     exp_max_step: float = 0.5  # voxels: the largest first step of scaling and squaring
 
@@ -290,7 +293,7 @@ def fit_syn(Fp: Pyramid, Mp: Pyramid, Wp: Pyramid, A: np.ndarray, metric: str, o
     """Fit the stationary velocity field; returns ``(v, level_affine)`` (voxel units of the last level)."""
     torch = G.torch()
     dev = Fp.vol.device
-    loss = loss_fn(metric, on_grid=True, radius=opts.ncc_radius)
+    loss = loss_fn(metric, on_grid=True, radius=opts.ncc_radius, bins=opts.syn_mi_bins)
     v = None
     v_aff = None
     for spacing, iters in pyramid(opts.syn_levels, Fp.affine):
@@ -472,7 +475,7 @@ def register(
             rho = correlation(F2, wa, wwa * (F2 > 0.1) * (wa > 0.1))
         syn_metric = metric if metric != "auto" else ("ncc" if rho > SAME_CONTRAST_CORRELATION else "mi")
         report_metric = syn_metric if kind == "syn" else affine_metric
-        measure = loss_fn(report_metric, on_grid=True, radius=opts.ncc_radius)
+        measure = loss_fn(report_metric, on_grid=True, radius=opts.ncc_radius, bins=opts.syn_mi_bins)
         with torch.no_grad():
             w0, ww0 = warped2(np.eye(4))
             before = -float(measure(F2, w0, ww0))

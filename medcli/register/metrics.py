@@ -144,12 +144,12 @@ def mattes_mi(f, m, w, bins: int = 32):
     return -(joint * (torch.log(joint + eps) - torch.log(mf @ mm + eps))).sum()
 
 
-def loss_fn(metric: str, on_grid: bool, radius: int = 2):
-    """The loss for ``metric``: local NCC on grids, global squared correlation on point samples."""
+def loss_fn(metric: str, on_grid: bool, radius: int = 2, bins: int = 32):
+    """The loss for ``metric``: local NCC on grids, global squared correlation on point samples; MI with ``bins``."""
     if metric == "mse":
         return mse
     if metric == "mi":
-        return mattes_mi
+        return mattes_mi if bins == 32 else (lambda f, m, w: mattes_mi(f, m, w, bins))
     if metric == "ncc":
         return (lambda f, m, w: local_ncc(f, m, w, radius)) if on_grid else global_ncc
     raise ValueError(f"unknown metric {metric!r}")

@@ -70,6 +70,7 @@ GREEDY_SCRIPT = textwrap.dedent(
     import sys
     from picsl_greedy import Greedy3D
     fixed, moving, out, prefix, kind = sys.argv[1:6]
+    maps_io = sys.argv[6:]
     g = Greedy3D()
     run = lambda cmd: g.execute("-d 3 -threads 1 " + cmd, out=open(prefix + "log.txt", "a"), err=sys.stderr)
     metric = "NMI" if kind.endswith("nmi") else "NCC 2x2x2"
@@ -275,7 +276,7 @@ def main() -> int:
     ap.add_argument("--skip-ants-t2", action="store_true", help="Do not run ANTsPy on the T2-like case.")
     ap.add_argument("--work", default=None, help="Working folder (default: a temporary one).")
     ap.add_argument("--tools", default="medcli,ants,greedy,elastix", help="Which tools to run (comma-separated: medcli, ants, greedy, elastix).")
-    ap.add_argument("--cases", default="T1,T2", help="Which cases the peers run (T1: SyN and Affine; T2: SyN on the T2-like image).")
+    ap.add_argument("--cases", default="T1,T2", help="Which cases run (T1: SyN, Affine and, for medcli, Rigid; T2: SyN on the T2-like image).")
     ap.add_argument("--reuse-case", action="store_true", help="Keep the case files already in --work.")
     ap.add_argument("--merge", default=None, help="Take the other tools' rows from these earlier runs' printed JSON lines (comma-separated logs).")
     args = ap.parse_args()
@@ -298,36 +299,42 @@ def main() -> int:
             rows += [json.loads(line) for line in Path(merged).read_text().splitlines() if line.startswith("{")]
         names = {"medcli": "medcli", "ants": "ANTsPy", "greedy": "picsl-greedy", "elastix": "itk-elastix"}
         rows[:] = [r for r in rows if r["tool"] not in {names.get(t) for t in tools}]
-    if "medcli" in tools:
+    if "medcli" in tools and "T1" in cases:
         m = run_medcli(paths["moving"], paths, work, "medcli_syn", "syn")
         row("medcli", "SyN", "T1", m, dice_of(m["transforms"], paths), folded(m["transforms"][0], paths), f"metric {m['stats']['metric']}")
     if "ants" in tools and "T1" in cases:
         a = run_ants(paths["moving"], paths, work, "ants_syn_", "SyN")
         row("ANTsPy", "SyN", "T1", a, dice_of(a["transforms"], paths), folded(a["transforms"][0], paths))
-    if "medcli" in tools:
+    if "medcli" in tools and "T1" in cases:
         m = run_medcli(paths["moving"], paths, work, "medcli_affine", "affine")
         row("medcli", "Affine", "T1", m, dice_of(m["transforms"], paths))
     if "ants" in tools and "T1" in cases:
         a = run_ants(paths["moving"], paths, work, "ants_affine_", "Affine")
         row("ANTsPy", "Affine", "T1", a, dice_of(a["transforms"], paths))
+    # The T2-like case: greedy with NMI (its documented metric for different contrasts; NCC 2x2x2 for T1),
+    # elastix with its default maps (Mattes MI already).
+    peer_runs = [("syn", "T1", "moving"), ("affine", "T1", "moving")] * ("T1" in cases)
+    peer_runs += [("syn_nmi", "T2-like", "moving_t2")] * ("T2" in cases and not args.skip_ants_t2)
     for tool, label in (("greedy", "picsl-greedy"), ("elastix", "itk-elastix")):
-        if tool not in tools or "T1" not in cases:
+        if tool not in tools:
             continue
-        for kind, case_name, moving in (("syn", "T1", "moving"), ("affine", "T1", "moving")):
+        for kind, case_name, moving in peer_runs:
+            kind = "syn" if tool == "elastix" and kind == "syn_nmi" else kind
+            note = {"syn": "deformable: greedy NCC 2x2x2", "syn_nmi": "affine and deformable: greedy NMI"}.get(kind, "")
+            note = "deformable: B-spline, MI" if tool == "elastix" and kind == "syn" else note
             try:
-                p = run_peer(tool, paths[moving], paths, work, f"{tool}_{kind}_", kind)
-                row(label, "SyN" if kind == "syn" else "Affine", case_name, p, p["dice"], p["folded"],
-                    "deformable: greedy NCC 2x2x2" if tool == "greedy" and kind == "syn" else "deformable: B-spline, MI" if kind == "syn" else "")
+                p = run_peer(tool, paths[moving], paths, work, f"{tool}_{kind}_{case_name[:2]}_", kind)
+                row(label, "SyN" if kind.startswith("syn") else "Affine", case_name, p, p["dice"], p["folded"], note)
             except Exception as err:  # a peer that does not run here is reported, not fatal
-                row(label, "SyN" if kind == "syn" else "Affine", case_name, {"cpu_s": float("nan"), "wall_s": float("nan"), "rss_gb": float("nan")},
+                row(label, "SyN" if kind.startswith("syn") else "Affine", case_name, {"cpu_s": float("nan"), "wall_s": float("nan"), "rss_gb": float("nan")},
                     extra=f"FAILED: {str(err).splitlines()[-1][:300] if str(err) else type(err).__name__}")
-    if "medcli" in tools:
+    if "medcli" in tools and "T2" in cases:
         m = run_medcli(paths["moving_t2"], paths, work, "medcli_syn_t2", "syn")
         row("medcli", "SyN", "T2-like", m, dice_of(m["transforms"], paths), folded(m["transforms"][0], paths), f"metric {m['stats']['metric']}")
     if "ants" in tools and not args.skip_ants_t2 and "T2" in cases:
         a = run_ants(paths["moving_t2"], paths, work, "ants_syn_t2_", "SyN")
         row("ANTsPy", "SyN", "T2-like", a, dice_of(a["transforms"], paths), folded(a["transforms"][0], paths))
-    if "medcli" not in tools:
+    if "medcli" not in tools or "T1" not in cases:
         rep = next((r for r in rows if r["type"] == "Rigid (repeat)"), None)
         write_results(rows, args, None if rep is None else rep["note"].endswith("True"))
         return 0
@@ -359,7 +366,8 @@ def write_results(rows: list[dict], args, deterministic: bool | None) -> None:
         "each tool's written transforms: medcli's and ANTsPy's through ANTsPy's apply_transforms, picsl-greedy's through "
         "its own reslicing (-ri LINEAR), itk-elastix's through transformix (linear); thresholded at 50 %. Peers' settings: "
         "ANTsPy type_of_transform SyN / Affine (Mattes MI); greedy as documented for brains (affine 12 dof NCC 2x2x2 "
-        "100x50x10, then deformable NCC 2x2x2 100x50x10 with -oinv); elastix default affine (+ default B-spline) maps.",
+        "100x50x10, then deformable NCC 2x2x2 100x50x10 with -oinv; NMI for both stages on the T2-like case, as greedy "
+        "documents for different contrasts); elastix default affine (+ default B-spline) maps (Mattes MI, also on the T2-like case).",
         "",
         "| tool | type | case | GM Dice | WM Dice | folded (det<=0) | CPU s | wall s | peak GB | note |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -383,15 +391,20 @@ def write_results(rows: list[dict], args, deterministic: bool | None) -> None:
                 f"{a['wm']:.4f} ({m['wm'] - a['wm']:+.4f}); CPU time ratio medcli/{peer} {ratio:.2f}{target}"
                 + (f": {'met' if ok else 'NOT met'}." if peer == "ANTsPy" else ".")
             )
-    m, a = find("medcli", "SyN", "T2-like"), find("ANTsPy", "SyN", "T2-like")
-    if m and a:
-        lines.append(f"- SyN on the T2-like case vs ANTsPy: Dice GM {m['gm']:.4f} vs {a['gm']:.4f}, WM {m['wm']:.4f} vs {a['wm']:.4f}; "
-                     f"CPU time ratio {m['cpu_s'] / a['cpu_s']:.2f}.")
+    for peer in ("ANTsPy", "picsl-greedy", "itk-elastix"):
+        m, a = find("medcli", "SyN", "T2-like"), find(peer, "SyN", "T2-like")
+        if m and a and a["gm"] is not None:
+            lines.append(f"- SyN on the T2-like case vs {peer}: Dice GM {m['gm']:.4f} vs {a['gm']:.4f} ({m['gm'] - a['gm']:+.4f}), WM "
+                         f"{m['wm']:.4f} vs {a['wm']:.4f} ({m['wm'] - a['wm']:+.4f}); CPU time ratio {m['cpu_s'] / a['cpu_s']:.2f}.")
     m, t2 = find("medcli", "SyN", "T1"), find("medcli", "SyN", "T2-like")
     if m and t2:
         gap = max(m["gm"] - t2["gm"], m["wm"] - t2["wm"])
         lines.append(f"- Multi-modal: T2-like Dice GM {t2['gm']:.4f}, WM {t2['wm']:.4f}; largest drop from mono-modal {gap:.4f} "
                      f"(target <= 0.01): {'met' if gap <= 0.01 else 'NOT met'}.")
+    for peer in ("ANTsPy", "picsl-greedy", "itk-elastix"):  # the peers' own drops, for scale
+        a, a2 = find(peer, "SyN", "T1"), find(peer, "SyN", "T2-like")
+        if a and a2 and a["gm"] is not None and a2["gm"] is not None:
+            lines.append(f"- Multi-modal, {peer}: largest drop from its mono-modal Dice {max(a['gm'] - a2['gm'], a['wm'] - a2['wm']):.4f}.")
     syn = [r for r in rows if r["type"] == "SyN" and r["tool"] == "medcli"]
     if syn:
         lines.append(f"- Folded voxels (medcli SyN): {max(r['folded'] for r in syn):.2e} (target < 1e-4); peak memory "

@@ -137,7 +137,7 @@ def _search_offsets(search: int) -> list[tuple[int, int, int]]:
     """Half of the search ball (the weight of offset -o at p is that of +o at p-o).
 
     The ball of radius ``sqrt(search^2 + 1)`` is the search cube without its
-    corners: 9 + 28 offsets for the two passes instead of 13 + 62, for 0.0-0.1
+    corners: 9 + 28 offsets for the two passes instead of 13 + 62, for 0.1-0.25
     dB less on 96^3 blocks of a synthetic head and of the MNI T1 at 3-9 %
     noise (tuning blocks, not the benchmark's).
     """

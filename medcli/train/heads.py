@@ -280,15 +280,30 @@ def tissue_means(rng: np.random.Generator, contrast: str) -> np.ndarray:
     return mu
 
 
-def render(rng: np.random.Generator, lab: np.ndarray, an: _Anatomy, contrast: str, cfg: HeadConfig) -> np.ndarray:
-    """Intensities of the head before deformation: tissue means, partial volume in the brain, texture."""
-    mu = tissue_means(rng, contrast)
+def render(rng: np.random.Generator, lab: np.ndarray, an: _Anatomy, contrast: str, cfg: HeadConfig, epi: bool = False) -> np.ndarray:
+    """Intensities of the head before deformation: tissue means, partial volume in the brain, texture.
+
+    ``epi``: an echo-planar (DWI b=0, BOLD) look: fat suppressed (scalp fat and marrow dark), the long echo
+    time's flat tissue signal against bright fluid, and susceptibility dropout above the sinuses.
+    """
+    mu = tissue_means(rng, contrast).copy()
+    if epi:
+        mu[[FAT, MARROW]] *= rng.uniform(0.03, 0.3)
+        mu[[GM, WM, MUSCLE, SKIN, SOFT, CORD, DURA]] *= rng.uniform(0.45, 0.9)
     img = mu[lab]
     brain = an.brain
     img[brain] = (an.probs[:, brain] * mu[[CSF, GM, WM], None]).sum(0) / np.maximum(an.probs[:, brain].sum(0), 1e-3)
     span = float(np.ptp(mu[1:])) if contrast != "ct" else 60.0
     if cfg.jitter > 0:
         img += (_field3(rng, lab.shape, 12, cfg.jitter * span) * (lab > 0)).astype(np.float32)
+    if epi:
+        # Susceptibility dropout: signal lost above the air of the frontal sinus and the mastoids/temporal bone.
+        w = an.world
+        for centre in ((0.0, 45.0, -20.0), (-42.0, 0.0, -35.0), (42.0, 0.0, -35.0)):
+            c = np.asarray(centre) + rng.normal(0, 6, 3)
+            sd = rng.uniform(8, 18)
+            d2 = (w[0][:, None, None] - c[0]) ** 2 + (w[1][None, :, None] - c[1]) ** 2 + (w[2][None, None, :] - c[2]) ** 2
+            img *= (1.0 - rng.uniform(0.3, 1.0) * np.exp(-d2 / (2 * sd**2))).astype(np.float32)
     return img.astype(np.float32)
 
 
@@ -315,6 +330,7 @@ def synth_head(
     skull: bool | None = None,
     slice_mm: float | None = None,
     slice_axis: int | None = None,
+    epi: bool = False,
 ) -> Head:
     """A random head with skull (or skull-stripped) rendered in ``contrast``.
 
@@ -326,6 +342,9 @@ def synth_head(
         skull: Keep the skull (default: drawn with ``cfg.stripped_prob``).
         slice_mm: Slice thickness (default: drawn from ``cfg.slice_mm``; at least ``spacing``).
         slice_axis: Axis of the thick slices (default: random).
+        epi: An echo-planar acquisition's look (DWI b=0, BOLD): fat suppression, long-TE contrast, dropout
+            (:func:`render`), axial slices with gaps, a stack of 8-40 slices, a wide field of view,
+            a Nyquist (N/2) ghost in the skull-stripped case too, and low SNR.
 
     Returns:
         The :class:`Head`; ``image`` is in arbitrary units for MR, HU for CT.
@@ -337,7 +356,7 @@ def synth_head(
     if skull is None:
         skull = bool(rng.random() >= cfg.stripped_prob)
     lab, an = head_labels(rng, spacing)
-    img = render(rng, lab, an, contrast, cfg)
+    img = render(rng, lab, an, contrast, cfg, epi=epi)
     coords, rot = _deformation(rng, lab.shape, spacing, cfg)
     bg = float(_MEANS["ct"][AIR][0]) if contrast == "ct" else 0.0
     img = ndimage.map_coordinates(img, coords, order=1, cval=bg, prefilter=False)
@@ -353,6 +372,8 @@ def synth_head(
         img *= np.exp(_field3(rng, img.shape, 4, rng.uniform(0, cfg.bias)))
     # Thick slices: a slice profile along one axis, then every k-th plane.
     thick = float(slice_mm if slice_mm is not None else rng.choice(list(cfg.slice_mm)))
+    if epi:
+        thick, slice_axis = max(thick, float(rng.uniform(2.5, 6.0))), 2
     k = max(1, int(round(thick / spacing)))
     axis = int(slice_axis if slice_axis is not None else rng.integers(3))
     affine = an.affine.copy()
@@ -366,14 +387,31 @@ def synth_head(
         img, brain, icv = np.take(img, take, axis=axis), np.take(brain, take, axis=axis), np.take(icv, take, axis=axis)
         affine[:3, axis] *= k
         affine[:3, 3] += affine[:3, :3] @ np.eye(3)[axis] * (start / k)
+    if epi:
+        # A slab of a few slices (a slice gap widens their spacing), then a field of view wider than the head.
+        gap = int(rng.choice([1, 1, 2, 3]))
+        n = img.shape[2] // gap
+        keep = min(n, int(rng.integers(8, 41)))
+        # The slab is placed on the brain (its centre on a brain slice), as a DWI or BOLD series is.
+        zs = np.flatnonzero((brain[:, :, : n * gap : gap] >= 0.5).any((0, 1)))
+        mid = int(rng.integers(zs[0], zs[-1] + 1)) if zs.size else n // 2
+        first = int(np.clip(mid - keep // 2, 0, n - keep))
+        take = (np.arange(keep) + first) * gap
+        img, brain, icv = img[:, :, take], brain[:, :, take], icv[:, :, take]
+        affine[:3, 3] += affine[:3, 2] * take[0]
+        affine[:3, 2] *= gap
+        pad = [(int(p), int(q)) for p, q in rng.integers(0, int(40 / spacing) + 1, (2, 2))] + [(0, 0)]
+        img, brain, icv = np.pad(img, pad), np.pad(brain, pad), np.pad(icv, pad)
+        affine[:3, 3] -= affine[:3, :2] @ np.array([pad[0][0], pad[1][0]], float)
     noise_frac = 0.0
     if mr:
         top = float(np.percentile(img[brain >= 0.5], 99)) if (brain >= 0.5).any() else 1.0
-        noise_frac = float(rng.uniform(*cfg.noise))
+        noise_frac = float(rng.uniform(*cfg.noise)) * (rng.uniform(1.0, 2.5) if epi else 1.0)
         s = noise_frac * top
-        if cfg.ghost > 0 and skull:
-            pe = int(rng.choice([0, 1]))
-            img = img + rng.uniform(0, cfg.ghost) * np.roll(img, img.shape[pe] // 2, axis=pe)
+        if cfg.ghost > 0 and (skull or epi):
+            pe = 1 if epi else int(rng.choice([0, 1]))
+            amp = rng.uniform(0.02, 0.15) if epi else rng.uniform(0, cfg.ghost)
+            img = img + amp * np.roll(img, img.shape[pe] // 2, axis=pe)
         n1 = rng.normal(0, s, img.shape).astype(np.float32)
         n2 = rng.normal(0, s, img.shape).astype(np.float32)
         img = np.sqrt((img + n1) ** 2 + n2**2)
@@ -383,7 +421,7 @@ def synth_head(
         img = np.clip(img, -1024, 3071)
     info = {"contrast": contrast, "skull": skull, "slice_mm": k * spacing, "slice_axis": axis, "spacing": spacing,
             "rotation_deg": float(np.degrees(np.arccos(np.clip((np.trace(rot / np.cbrt(np.linalg.det(rot))) - 1) / 2, -1, 1)))),
-            "noise": noise_frac}
+            "noise": noise_frac, "epi": bool(epi)}
     return Head(img.astype(np.float32), brain >= 0.5, affine, contrast, skull, info, icv >= 0.5)
 
 
@@ -446,10 +484,24 @@ def body_plane(rng: np.random.Generator, contrast: str, size: int = 128) -> tupl
         lab[vb] = BONE
         lab[(xx**2 + (yy - cy) ** 2) <= (rv - rng.uniform(1.5, 4)) ** 2] = MARROW
         lab[((xx - rng.uniform(-10, 10)) ** 2 + (yy - cy + rv + 14) ** 2) <= rng.uniform(8, 14) ** 2] = CSF
+        # The spinal canal behind the vertebral body: CSF around the cord, ringed by the posterior arch.
+        rc = rng.uniform(5, 9)
+        canal = xx**2 + (yy - cy - rv - rc - 1) ** 2
+        lab[canal <= (rc + rng.uniform(2, 4)) ** 2] = BONE
+        lab[canal <= rc**2] = CSF
+        lab[canal <= (rc * rng.uniform(0.3, 0.5)) ** 2] = CORD
+        if rng.random() < 0.7:  # a fluid-filled organ: bladder, gallbladder, stomach, a cyst
+            c = rng.uniform(-0.5, 0.5, 2) * (ax, ay)
+            rr = rng.uniform(10, 45, 2)
+            lab[inner & (((xx - c[0]) / rr[0]) ** 2 + ((yy - c[1]) / rr[1]) ** 2 <= 1)] = CSF
     else:  # limb: a long bone with its marrow cavity
         rb = rng.uniform(8, 20)
         c = rng.uniform(-0.3, 0.3, 2) * (ax, ay)
         d2 = (xx - c[0]) ** 2 + (yy - c[1]) ** 2
+        if rng.random() < 0.6:  # joint fluid or a vessel beside the bone
+            a = rng.uniform(0, 2 * np.pi)
+            fc = c + (rb + rng.uniform(3, 10)) * np.array([np.cos(a), np.sin(a)])
+            lab[inner & ((xx - fc[0]) ** 2 + (yy - fc[1]) ** 2 <= rng.uniform(3, 12) ** 2)] = CSF
         lab[d2 <= rb**2] = BONE
         lab[d2 <= (rb * rng.uniform(0.4, 0.7)) ** 2] = MARROW
     img = mu[lab] + _smooth_field(rng, (size, size), 10, 0.03 * (60.0 if contrast == "ct" else 1.0))[0] * (lab > 0)
@@ -483,14 +535,19 @@ def head_planes(image: np.ndarray, affine: np.ndarray, axis: int, offsets_mm: Se
 
 
 @lru_cache(maxsize=None)
-def _pool_head(k: int, pool_seed: int, held_out: bool, spacings: tuple, slice_mm: tuple, stripped_prob: float) -> Head:
-    """Head ``k`` of a deterministic pool (drawn from ``[pool_seed, k]``), kept for the process's life."""
+def _pool_head(k: int, pool_seed: int, held_out: bool, spacings: tuple, slice_mm: tuple, stripped_prob: float,
+               epi_prob: float = 0.0) -> Head:
+    """Head ``k`` of a deterministic pool (drawn from ``[pool_seed, k]``), kept for the process's life.
+
+    A T2 head is an echo-planar one (:func:`synth_head`'s ``epi``) with probability ``epi_prob``.
+    """
     rng = np.random.default_rng([pool_seed, k])
     contrast = CONTRASTS[int(rng.integers(len(CONTRASTS)))]
     skull = bool(rng.random() >= stripped_prob)
     g = float(rng.choice(list(spacings)))
     thick = max(g, float(rng.choice(list(slice_mm))))
-    return synth_head(rng, contrast, spacing=g, cfg=HELD_OUT if held_out else TRAINING, skull=skull, slice_mm=thick)
+    epi = bool(epi_prob > 0 and contrast == "t2" and rng.random() < epi_prob)
+    return synth_head(rng, contrast, spacing=g, cfg=HELD_OUT if held_out else TRAINING, skull=skull, slice_mm=thick, epi=epi)
 
 
 def contrast_sample(
@@ -508,6 +565,7 @@ def contrast_sample(
     gamma: float = 0.1,
     body_contrasts: Sequence[str] = CONTRASTS,
     body_crop: Sequence[float] | None = None,
+    epi_prob: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One training sample of the contrast model: a presented plane (2, size, size) and its class.
 
@@ -522,6 +580,7 @@ def contrast_sample(
     the brain's tissue order, which a torso or limb does not have (there a section is CT, T1-like:
     fluid dark, or T2-like: fluid bright). ``body_crop`` (default: ``crop``) is their window's range;
     small windows are the zoomed fields of view inside the body (a spine, a joint) that real series have.
+    ``epi_prob``: the fraction of T2 heads rendered as echo-planar images (DWI b=0, BOLD).
     """
     from medcli.engine.classify import present
 
@@ -534,11 +593,14 @@ def contrast_sample(
         window = crop if body_crop is None else body_crop
     else:
         if pool > 0:
-            head = _pool_head(int(rng.integers(pool)), int(pool_seed), bool(held_out), tuple(spacings), tuple(slice_mm), float(stripped_prob))
+            key = (int(rng.integers(pool)), int(pool_seed))
         else:
-            head = _pool_head.__wrapped__(int(rng.integers(2**31)), int(pool_seed), bool(held_out), tuple(spacings), tuple(slice_mm), float(stripped_prob))
+            key = (int(rng.integers(2**31)), int(pool_seed))
+        make = _pool_head if pool > 0 else _pool_head.__wrapped__
+        head = make(*key, bool(held_out), tuple(spacings), tuple(slice_mm), float(stripped_prob), float(epi_prob))
         contrast = head.contrast
-        axis = int(rng.integers(3))
+        # An echo-planar stack is read from its slices (across the others, a few thick slices are a smear).
+        axis = 2 if head.info.get("epi") and rng.random() < 0.7 else int(rng.integers(3))
         plane, sp = head_planes(head.image, head.affine, axis, [rng.uniform(-offset_mm, offset_mm)])[0]
         region = int(head.skull)
     # A random window: a zoomed or partial field of view.

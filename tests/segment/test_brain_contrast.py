@@ -39,6 +39,21 @@ def test_recognises_the_pydicom_ct_slice_as_ct_of_no_head():
     assert (r["modality"], r["contrast"], r["region"], r["skull"]) == ("CT", "ct", "other body part", None), describe(r)
 
 
+def test_body_sections_are_mr_of_unknown_contrast_or_ct():
+    """The MR classes are brain tissue orders: an MR body section is reported MR with contrast unknown, never a
+    T1/T2 coin toss; a CT one stays CT; the brain model choice still takes such a result."""
+    for i, contrast in enumerate(("t1", "t2", "ct")):
+        plane, px = heads.body_plane(np.random.default_rng([SEED, 70, i]), contrast)
+        r = recognise(Image(plane[:, :, None], np.diag([px, px, 5.0, 1.0])))
+        assert r["region"] == "other body part", describe(r)
+        if contrast == "ct":
+            assert r["contrast"] == "ct", describe(r)
+        else:
+            assert (r["modality"], r["contrast"], r["label"]) == ("MR", "unknown", "MR, contrast unknown"), describe(r)
+            assert set(r["probabilities"]) == {"CT", "MR T1-like", "MR T2-like", "MR PD-like", "MR FLAIR-like"}
+            assert B.choose_model(r)[0] in B.MODELS
+
+
 def test_planes_skip_smears_across_a_few_thick_slices():
     """10 slices 50 mm apart (an EPI stack): only the planes of the slices are shown, not the 2 x 50 mm smears."""
     from medcli.segment.contrast import planes_of
@@ -63,6 +78,22 @@ def test_body_sections_are_drawn_in_the_body_contrasts_only():
         assert x.shape == (2, 32, 32) and np.isfinite(x).all()
         seen.add(int(y))
     assert seen <= allowed and len(seen) == 3
+
+
+def test_echo_planar_rendering_is_a_fat_suppressed_axial_slab():
+    """``epi``: fat and marrow dark under bright fluid, and a stack of 8-40 axial slices in a wider field of view."""
+    from medcli.train.heads import FAT, RIM, TRAINING, head_labels, render
+
+    rng = np.random.default_rng([SEED, 60])
+    lab, an = head_labels(rng, 4.0)
+    plain = render(np.random.default_rng([SEED, 61]), lab, an, "t2", TRAINING)
+    epi = render(np.random.default_rng([SEED, 61]), lab, an, "t2", TRAINING, epi=True)
+    assert plain[lab == FAT].mean() > 0.4 * plain[lab == RIM].mean()
+    assert epi[lab == FAT].mean() < 0.35 * epi[lab == RIM].mean()
+    h = heads.synth_head(np.random.default_rng([SEED, 62]), "t2", spacing=4.0, cfg=heads.HELD_OUT, skull=True, epi=True)
+    spacing = np.sqrt((h.affine[:3, :3] ** 2).sum(0))
+    assert h.info["epi"] and 8 <= h.image.shape[2] <= 40 and spacing[2] >= 4.0
+    assert h.image.shape == h.brain.shape and h.brain.any() and not h.brain[0].any() and np.isfinite(h.image).all()
 
 
 def test_trim_at_dura_drops_the_csf_under_the_inner_table():
@@ -97,6 +128,18 @@ def test_recognises_held_out_renderings(skull):
             r = recognise(heads.as_image(h)[0])
             if r["contrast"] != contrast or r["skull"] is not skull:
                 wrong.append(f"{contrast} {thick} mm: {describe(r)}")
+    assert not wrong, wrong
+
+
+def test_recognises_held_out_echo_planar_t2_heads():
+    """DWI b=0 / BOLD-like heads (fat-suppressed, dropout, N/2 ghost, a few thick axial slices) are T2-like."""
+    wrong = []
+    for skull in (True, False):
+        h = heads.synth_head(np.random.default_rng([SEED, 80, skull]), "t2", spacing=3.0, cfg=heads.HELD_OUT, skull=skull,
+                             slice_mm=4.0, epi=True)
+        r = recognise(heads.as_image(h)[0])
+        if r["contrast"] != "t2":
+            wrong.append(f"skull {skull}, {h.image.shape}: {describe(r)}")
     assert not wrong, wrong
 
 

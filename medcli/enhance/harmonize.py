@@ -378,7 +378,10 @@ def learned(image: Image, mask: np.ndarray | None = None, model: str = LEARNED_M
     def fn(v: np.ndarray) -> np.ndarray:
         vol = Image(v.astype(np.float32), image.affine, dict(image.meta))
         brain = None if mask is None else Image((np.asarray(mask) > 0).astype(np.uint8), image.affine)
-        labels, probs = segment_tissue(vol, "learned", model=model, mask=brain, postprocess=False, device=device)
+        # Without the partial-volume CSF rule: it serves the labels, and rendered with it the FLAIR-like scan moved
+        # away from the PD-like one (0.263x z-score against 0.129x; tests/benchmarks/results/harmonize_drift.md).
+        labels, probs = segment_tissue(vol, "learned", model=model, mask=brain, postprocess=False, device=device,
+                                       partial_volume=False)
         inside = np.asarray(labels.data) > 0
         return np.where(inside, np.asarray(probs.data, np.float32) @ means, 0.0).astype(np.float32)
 

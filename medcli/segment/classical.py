@@ -111,6 +111,7 @@ def gmm_mrf(
     prior_weight: float = 0.5,
     likelihood: str = "gaussian",
     bins: int = 64,
+    partial_volume: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Posterior probabilities of ``classes`` intensity clusters inside ``mask``.
 
@@ -139,6 +140,10 @@ def gmm_mrf(
             partial volume), where one Gaussian per class misplaces the
             boundaries; it needs the prior to say which voxels are which.
         bins: Histogram bins of the ``histogram`` likelihood.
+        partial_volume: ``(anchor, neighbour)`` class indices (with ``prior``; CSF and GM for
+            the tissue method): the anchor's boundaries are redrawn after EM by the
+            partial-volume rule (:func:`split_partial_volume`) when its mixtures with the
+            neighbour look like a third class.
 
     Returns:
         float32 array (classes, *data.shape): without ``prior``, clusters sorted
@@ -205,9 +210,58 @@ def gmm_mrf(
         mu, sd, pi_new = _moments(q[:, m].astype(np.float64), v)
         if log_prior is None:
             pi = pi_new
+    if partial_volume is not None and log_prior is not None:
+        q[:, m] = split_partial_volume(q[:, m], xs[m], *partial_volume)
     order = np.argsort(mu) if log_prior is None else np.arange(classes)
     out[(slice(None),) + box] = q[order]
     return out
+
+
+def split_partial_volume(q: np.ndarray, v: np.ndarray, anchor: int, neighbour: int, sure: float = 0.95) -> np.ndarray:
+    """(classes, n) probabilities with ``anchor``'s boundaries at the partial-volume midpoints.
+
+    A reference label is the tissue that fills most of a voxel; a voxel that
+    is part ``anchor`` (say CSF), part ``k`` has an intensity between their
+    pure intensities, at the fraction of each (linear mixing of the signal).
+    A mixture's posterior puts the boundary elsewhere: where the densities
+    cross, which moves towards the smaller class when the contrast is low
+    (PD-like: sulcal CSF called GM) and away from it when partial-volume
+    voxels of another pair fall in its range (FLAIR-like: CSF/GM mixtures as
+    dark as CSF/WM ones). Where ``anchor`` and one rival ``k`` are a voxel's two
+    likeliest classes, their joint probability is re-split by the implied
+    fraction ``(v - pure_k) / (pure_anchor - pure_k)``, clipped to 0-1; the
+    other classes keep theirs. Pure intensities: medians of the voxels at least
+    ``sure`` probable. Applied only when a third class's pure intensity lies
+    between those of ``anchor`` and ``neighbour`` (the tissue it mostly
+    borders), i.e. when their mixtures look like that third tissue. Santago & Gage 1993 and Shattuck et al. 2001 (BrainSuite)
+    model the same mixing with explicit partial-volume classes.
+    """
+    q = q.copy()
+    sure_of = [q[j] >= sure for j in range(q.shape[0])]
+    pure = [float(np.median(v[s])) if np.count_nonzero(s) >= 100 else None for s in sure_of]
+    if pure[anchor] is None:
+        return q
+    # Only where the anchor's mixtures with the tissue it mostly borders (GM for CSF: the sulci) pass through
+    # a third tissue's intensity (FLAIR: CSF/GM mixtures as bright as WM). Elsewhere the fitted densities
+    # already separate the mixtures, and the rule measured worse on T1-, PD-like and thick-slice validation
+    # renderings (scripts/tune_tissue_refine.py, tests/benchmarks/results/tissue_refine_drift.md).
+    if pure[neighbour] is None:
+        return q
+    lo_n, hi_n = sorted((pure[anchor], pure[neighbour]))
+    if not any(p is not None and lo_n < p < hi_n for j, p in enumerate(pure) if j not in (anchor, neighbour)):
+        return q
+    top = np.argsort(q, axis=0)[-2:]
+    spread = float(np.percentile(v, 99) - np.percentile(v, 1)) or 1.0
+    for k in range(q.shape[0]):
+        # Without a measurable contrast between the two, intensity cannot say which dominates.
+        if k == anchor or pure[k] is None or abs(pure[anchor] - pure[k]) < 0.05 * spread:
+            continue
+        sel = ((top[0] == anchor) & (top[1] == k)) | ((top[0] == k) & (top[1] == anchor))
+        f = np.clip((v[sel] - pure[k]) / (pure[anchor] - pure[k]), 0.0, 1.0)
+        both = q[anchor, sel] + q[k, sel]
+        q[anchor, sel] = both * f
+        q[k, sel] = both * (1.0 - f)
+    return q
 
 
 def _histogram_loglik(q: np.ndarray, bins_of: np.ndarray, bins: int) -> np.ndarray:

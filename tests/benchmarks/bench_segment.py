@@ -225,18 +225,23 @@ def _cached_network(image: Image, brain: np.ndarray, model: str, device=None) ->
 
 
 def run_medcli(image: Image, brain: np.ndarray, method: str, model: str = "tissue", likelihood: str | None = None) -> np.ndarray:
-    """medcli's labels; ``likelihood`` overrides the learned method's refinement likelihood (REFINE_LIKELIHOOD)."""
+    """medcli's labels; ``likelihood`` overrides the learned method's refinement (REFINE_LIKELIHOOD, and with a
+    ``+pv`` / ``-pv`` suffix REFINE_PARTIAL_VOLUME on / off)."""
     from medcli.segment import tissue
 
     if "_learned_probabilities_uncached" not in tissue.__dict__:
         tissue._learned_probabilities_uncached = tissue.learned_probabilities
         tissue.learned_probabilities = _cached_network
-    old = tissue.REFINE_LIKELIHOOD
-    tissue.REFINE_LIKELIHOOD = likelihood or old
+    old = tissue.REFINE_LIKELIHOOD, tissue.REFINE_PARTIAL_VOLUME
+    lik, _, pv = (likelihood or "").partition("+")
+    if not pv and lik.endswith("-pv"):
+        lik, pv = lik[:-3], "off"
+    tissue.REFINE_LIKELIHOOD = lik or old[0]
+    tissue.REFINE_PARTIAL_VOLUME = old[1] if not pv else pv == "pv"
     try:
         labels, _ = tissue.segment_tissue(image, method=method, model=model, mask=Image(brain.astype(np.uint8), image.affine))
     finally:
-        tissue.REFINE_LIKELIHOOD = old
+        tissue.REFINE_LIKELIHOOD, tissue.REFINE_PARTIAL_VOLUME = old
     return labels.data
 
 
@@ -250,8 +255,8 @@ def parse_variants(text: str) -> list[tuple[str, str]]:
     out = []
     for item in filter(None, (t.strip() for t in text.split(";"))):
         model, _, lik = item.rpartition(":")
-        if lik not in ("gaussian", "histogram") or not model:
-            raise SystemExit(f"--variants item {item!r} is not MODEL:gaussian or MODEL:histogram")
+        if lik not in ("gaussian", "histogram", "gaussian+pv", "histogram+pv", "gaussian-pv", "histogram-pv") or not model:
+            raise SystemExit(f"--variants item {item!r} is not MODEL:gaussian|histogram[+pv|-pv]")
         out.append((model, lik))
     return out
 
@@ -318,9 +323,11 @@ def main(argv=None) -> int:
     ap.add_argument("--drift", action="store_true", help="the drift-scanner cases instead (writes segment_drift.md)")
     ap.add_argument("--scanners", default="", help="with --drift: ';'-separated DRIFT_SCANNERS names (appends to segment_drift.md)")
     ap.add_argument("--model", default="tissue", help="learned tissue model: registry name or trained folder (runs/tissue)")
-    ap.add_argument("--variants", default="", help="extra learned rows, 'MODEL:gaussian|histogram;...' (a candidate model "
-                    "or refinement likelihood measured beside the shipped methods)")
+    ap.add_argument("--variants", default="", help="extra learned rows, 'MODEL:gaussian|histogram[+pv|-pv];...' (a candidate "
+                    "model or refinement measured beside the shipped methods; +pv / -pv: partial-volume CSF boundaries on / off)")
     ap.add_argument("--no-classical", action="store_true", help="leave out the classical method (its code is unchanged)")
+    ap.add_argument("--methods", default="", help="';'-separated row names to run (shards of one run: the unchanged "
+                    "methods in one process, the learned one in another, merged with --merge)")
     ap.add_argument("--cases", default="", help="without --drift: ';'-separated case names (shards of the main table)")
     ap.add_argument("--rows-out", default="", help="also save the result rows as JSON (shards of a --drift run)")
     ap.add_argument("--merge", nargs="*", default=None, help="with --drift: write segment_drift.md from the JSON rows of shards")
@@ -347,6 +354,12 @@ def main(argv=None) -> int:
         learned = learned[:1]
     variants = {variant_name(m, lik): (m, lik) for m, lik in parse_variants(args.variants)}
     methods = ([] if args.no_classical else ["medcli classical"]) + learned + list(variants) + ["ANTs Atropos"]
+    only = [m.strip() for m in args.methods.split(";") if m.strip()]
+    if only:
+        unknown = set(only) - set(methods)
+        if unknown:
+            raise SystemExit(f"unknown method(s) {sorted(unknown)}: one of {', '.join(methods)}")
+        methods = [m for m in methods if m in only]
     rows = []
     scanners = tuple(n.strip() for n in args.scanners.split(";") if n.strip())
     chosen = drift_cases(args.quick, scanners) if args.drift else cases(args.quick)

@@ -228,3 +228,36 @@ def test_histogram_likelihood_follows_a_compressive_response(mni2mm):
     assert min(d["histogram"][1:]) > 0.88, d
     with pytest.raises(ValueError, match="prior"):
         classical.gmm_mrf(x, brain, img.spacing, likelihood="histogram")
+
+
+
+def test_partial_volume_split_puts_the_csf_boundary_at_the_half_fraction_in_flair():
+    """FLAIR-like (CSF 0.1 < WM 0.7 < GM 1.0): CSF/GM mixtures look like WM. After the split a CSF/GM voxel is
+    CSF exactly when CSF fills most of it, whatever the mixture posterior said; in T1 order (GM between CSF
+    and WM) the rule leaves the posteriors alone."""
+    rng = np.random.default_rng(0)
+    n_mix = 2000
+    frac = rng.uniform(0, 1, n_mix)  # CSF fraction of CSF/GM mixtures
+    pure = {"csf": 0.1, "gm": 1.0, "wm": 0.7}
+
+    def case(p):
+        v = np.concatenate([np.full(500, p["csf"]), np.full(2000, p["gm"]), np.full(2000, p["wm"]),
+                            frac * p["csf"] + (1 - frac) * p["gm"]]) + rng.normal(0, 0.005, 4500 + n_mix)
+        q = np.zeros((3, v.size))
+        q[0, :500], q[1, 500:2500], q[2, 2500:4500] = 1, 1, 1
+        # The mixture posterior of the mixtures: CSF up to 70 % GM (CSF grown into the cortex), the rest GM.
+        csf = (frac < 0.3) | (frac > 0.5) if p["wm"] > p["gm"] else frac > 0.3
+        q[0, 4500:], q[1, 4500:] = np.where(csf, 0.6, 0.3), np.where(csf, 0.3, 0.6)
+        q[2, 4500:] = 0.1
+        return q, v
+
+    q, v = case(pure)
+    out = classical.split_partial_volume(q, v, 0, 1)
+    assert np.allclose(out.sum(0), 1)
+    truth = frac > 0.5
+    before = np.mean((np.argmax(q[:, 4500:], 0) == 0) == truth)
+    after = np.mean((np.argmax(out[:, 4500:], 0) == 0) == truth)
+    assert before < 0.85 and after > 0.97, (before, after)
+    assert np.array_equal(np.argmax(out[:, :4500], 0), np.argmax(q[:, :4500], 0))  # pure voxels keep their class
+    q, v = case({"csf": 0.2, "gm": 0.6, "wm": 1.0})  # T1 order: the fitted densities are left to decide
+    assert np.array_equal(classical.split_partial_volume(q, v, 0, 1), q)

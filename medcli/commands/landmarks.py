@@ -67,7 +67,7 @@ def eval_cli(
 @command(
     "landmarks",
     summary="Anatomical landmarks (the 32 AFIDs) on a T1/T2 head image, as Slicer markups, with a confidence per point.",
-    description="atlas (default): registers the head onto the set's template (medcli register: rigid, affine, "
+    description="atlas (the default on a skull-stripped head): registers the head onto the set's template (medcli register: rigid, affine, "
     "then diffeomorphic; any MR contrast) and carries the template's landmarks to the subject through that "
     "transform. A head with its skull (recognised automatically, or --skull on) is brain-extracted first "
     "(medcli segment's brain model) unless --mask gives the brain. Output in world millimetres with the "
@@ -77,10 +77,10 @@ def eval_cli(
     "probability). A landmark outside the field of view is written as missing (nan) with a warning, never "
     "clamped. The AFIDs were placed on MNI152NLin2009bAsym; the bundled template is MNI152 2009a symmetric: "
     "offsets of about 1 mm between the two spaces are included in the error. --method learned: an affine "
-    "registration (4 mm) then the landmarks-afids network refines each landmark by matching a 30 mm patch of the "
+    "registration (4 and 2 mm) then the landmarks-afids network refines each landmark by matching a 30 mm patch of the "
     "subject with the template's (about 3x faster than atlas; less precise on skull-stripped known warps of the "
-    "template: 0.6-0.7 vs 0.4 mm; confidence = heatmap mass within 3 mm). --method auto (default) uses learned on a "
-    "head with its skull (it measured better there: 0.90 vs 1.24 mm and 1.56 vs 2.75 mm on held-out synthetic "
+    "template: 0.6-1.1 vs 0.4-0.6 mm; confidence = heatmap mass within 3 mm). --method auto (default) uses learned on a "
+    "head with its skull (it measured better there: 0.91 vs 1.24 mm and 1.01 vs 2.58 mm on held-out synthetic "
     "skull-on heads) and atlas otherwise, or when --mask gives the brain. "
     "'medcli landmarks eval PRED TRUTH' gives radial errors.",
     examples=[

@@ -41,7 +41,8 @@ CONFIDENCE_RADIUS_MM = 6.0
 #: Below this |Pearson r| of the template and the registered image over the template's brain,
 #: the image is taken for something else than a head (measured: T1 0.9+, T2-like 0.5+, a box or noise < 0.2).
 MIN_HEAD_CORRELATION = 0.3
-#: The affine stages of both methods (a :class:`medcli.register.methods.Options` subset): 4 and 2 mm levels on
+#: The affine stages of the atlas method, and of the learned one when a brain mask is used (skull on; a
+#: :class:`medcli.register.methods.Options` subset): 4 and 2 mm levels on
 #: 10 000 point samples. Measured on bench_landmarks' six cases against register's default (4/2/1 mm, 60 000):
 #: atlas 0.36/0.40/0.56/0.45 mm vs 0.37/0.39/0.60/0.46 on the skull-stripped ones at 2.5 s less CPU; against the
 #: learned method's former 4 mm-only start (20 000 samples): 0.65/0.64/0.59/1.25/0.91/1.02 vs 0.65/0.69/0.59/1.14/

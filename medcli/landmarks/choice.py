@@ -1,8 +1,8 @@
 """Which landmark method fits an image (``--method auto``), decided by measurement (``results/landmarks.md``).
 
 On held-out synthetic heads with their skull, the learned method (affine start + the local matching network)
-measured 0.90 and 1.56 mm mean radial error against the atlas method's 1.24 and 2.75 mm; on skull-stripped
-heads the atlas method measured 0.36-0.60 mm against the learned method's 0.59-1.14 mm. Kept free of heavy
+measured 0.91 and 1.01 mm mean radial error against the atlas method's 1.24 and 2.58 mm; on skull-stripped
+heads the atlas method measured 0.37-0.57 mm against the learned method's 0.59-1.14 mm. Kept free of heavy
 imports: ``medcli landmarks --help`` reads it.
 """
 

@@ -1,8 +1,9 @@
 """The learned method: an affine start, then a matching network on a patch around each landmark.
 
 1. **Affine start**: the subject is registered affinely onto the set's template
-   (:func:`medcli.register.methods.register`, ``kind="affine"``, the short 4 and
-   2 mm schedule :data:`medcli.landmarks.atlas.AFFINE`: the network corrects what it leaves). This gives, for each
+   (:func:`medcli.register.methods.register`, ``kind="affine"``, a short schedule:
+   :data:`medcli.landmarks.atlas.AFFINE` with a brain mask, :data:`AFFINE_NO_MASK`
+   without; the network corrects what it leaves). This gives, for each
    template landmark ``p``, a map from template millimetres to the subject.
 2. **Patches in the template's frame**: for each landmark a cube of
    :data:`PATCH` ^3 voxels of :data:`PATCH_MM` mm centred on ``p`` is sampled
@@ -53,6 +54,11 @@ MODEL = "landmarks-afids"
 #: Side of a patch in voxels, and their size (mm): a 30 mm cube.
 PATCH = 20
 PATCH_MM = 1.5
+#: The affine start on a skull-stripped image (no brain mask): one 4 mm level. :data:`AFFINE`'s 2 mm level (used with a
+#: brain mask, where it took the T2 skull-on 3 mm-slice head from 1.56 to 1.02 mm) gains nothing there (T1, T2-like,
+#: 4 mm slices, PD-like: 0.65/0.64/0.59/1.25 vs 0.65/0.69/0.59/1.14 mm) and left the flat PD-like case's head check at
+#: |r| 0.295, under its 0.3 threshold.
+AFFINE_NO_MASK: dict[str, Any] = {"affine_levels": ((4.0, 60),), "affine_samples": 20000}
 #: Rounds of the network (each re-centres the patch on the previous answer); measured on the benchmark cases:
 #: one pass 0.61/0.69/0.57 mm (T1/T2-like/4 mm), two 0.73/0.92/0.73 (the answer drifts), affine alone 0.76/0.78/0.64.
 PASSES = 1
@@ -265,7 +271,7 @@ def detect_learned(
                          f"not {lset.name!r}: use --method atlas")
     mask, warnings = subject_mask(image, mask, skull, device, log)
     tmpl = template if template is not None else io.read(lset.template)
-    opts = Options(**AFFINE)
+    opts = Options(**(AFFINE if mask is not None else AFFINE_NO_MASK))
     res = register(image, tmpl, kind="affine", moving_mask=mask, seed=seed, device=device, options=opts, log=log)
     rho = check_head(np.asarray(tmpl.data, np.float32), np.asarray(res.warped.data, np.float32), lset, src)
     data = np.asarray(image.data, np.float32)

@@ -239,7 +239,7 @@ def report(rows: list[dict], per: dict, n_cases: int, methods: list[str]) -> Non
         f"ANTsPy {ants.__version__}. {len(rows)} of {n_cases} cases: the MNI T1 (or a held-out synthetic skull-on head around the "
         "MNI brain, medcli.train.heads seeds 424242+) through known random smooth warps and affines "
         f"(rotations up to 15 deg, scalings up to 10 %), rendered as T1, T2-like, PD-like and thick slices, on {SPACING:g} mm grids; "
-        f"the tools register with the template at {SPACING:g} mm (both medcli methods: their affine stages at 4 and 2 mm). Truth: the template's 32 AFIDs "
+        f"the tools register with the template at {SPACING:g} mm (medcli's affine stages at 4 and 2 mm; learned on a skull-stripped head: 4 mm only). Truth: the template's 32 AFIDs "
         "through the known transform. None of these transforms, renderings or heads was seen in training. Whole runs, one "
         "thread each; CPU s = user + sys of the process (the machine was shared, so wall times are inflated). Skull-stripped "
         "cases run with --skull off, skull-on cases with --skull auto (recognised and brain-extracted first). "

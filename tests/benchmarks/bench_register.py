@@ -303,7 +303,7 @@ def main() -> int:
         m = run_medcli(paths["moving"], paths, work, "medcli_syn", "syn")
         row("medcli", "SyN", "T1", m, dice_of(m["transforms"], paths), folded(m["transforms"][0], paths), f"metric {m['stats']['metric']}")
     if "ants" in tools and "T1" in cases:
-        a = run_ants(paths["moving"], paths, work, "ants_syn_", "SyN")
+        a = run_ants(paths["moving"], paths, work, "ants_syn_T1_", "SyN")
         row("ANTsPy", "SyN", "T1", a, dice_of(a["transforms"], paths), folded(a["transforms"][0], paths))
     if "medcli" in tools and "T1" in cases:
         m = run_medcli(paths["moving"], paths, work, "medcli_affine", "affine")
@@ -332,7 +332,7 @@ def main() -> int:
         m = run_medcli(paths["moving_t2"], paths, work, "medcli_syn_t2", "syn")
         row("medcli", "SyN", "T2-like", m, dice_of(m["transforms"], paths), folded(m["transforms"][0], paths), f"metric {m['stats']['metric']}")
     if "ants" in tools and not args.skip_ants_t2 and "T2" in cases:
-        a = run_ants(paths["moving_t2"], paths, work, "ants_syn_t2_", "SyN")
+        a = run_ants(paths["moving_t2"], paths, work, "ants_syn_T2_", "SyN")
         row("ANTsPy", "SyN", "T2-like", a, dice_of(a["transforms"], paths), folded(a["transforms"][0], paths))
     if "medcli" not in tools or "T1" not in cases:
         rep = next((r for r in rows if r["type"] == "Rigid (repeat)"), None)

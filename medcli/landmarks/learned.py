@@ -191,6 +191,19 @@ def sample_patches(data: np.ndarray, affine: np.ndarray, to_subject: Callable[[n
     return vals.reshape(len(centres), patch, patch, patch).astype(np.float32)
 
 
+def warped_mask(image: Image, mask: np.ndarray | None, chain: Any, template: Image) -> np.ndarray | None:
+    """The subject's brain mask carried onto the template's grid through ``chain`` (``None`` without a mask).
+
+    Only the affine start's head check uses it: through the atlas method's diffeomorphic chain on the 1 mm
+    template the warp costs seconds, and after that registration the check is far from its threshold.
+    """
+    if mask is None:
+        return None
+    from medcli.register.transforms import warp_image
+
+    return np.asarray(warp_image(image.with_data(mask.astype(np.float32)), chain, template).data) >= 0.5
+
+
 def load_model(device: Any = "cpu"):
     """The hub's landmark model (weights checked by sha256) and its spec, in eval mode."""
     from medcli.models import hub
@@ -273,7 +286,8 @@ def detect_learned(
     tmpl = template if template is not None else io.read(lset.template)
     opts = Options(**(AFFINE if mask is not None else AFFINE_NO_MASK))
     res = register(image, tmpl, kind="affine", moving_mask=mask, seed=seed, device=device, options=opts, log=log)
-    rho = check_head(np.asarray(tmpl.data, np.float32), np.asarray(res.warped.data, np.float32), lset, src)
+    rho = check_head(np.asarray(tmpl.data, np.float32), np.asarray(res.warped.data, np.float32), lset, src,
+                     warped_mask(image, mask, res.chain, tmpl))
     data = np.asarray(image.data, np.float32)
     ref = reference_patches(reference if reference is not None else io.read(lset.template), lset.points.ras)
     pos, conf = refine(net, data, image.affine, res.chain.transform_points, lset.points.ras, ref, device=device)

@@ -99,6 +99,10 @@ def configure_torch():
     n = state.threads or default_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    # Subnormal floats (below ~1e-38) take a microcode path on x86 that is tens of times slower: HD-BET's
+    # normalised activations produce them, and one fold ran 30x slower on this CPU (735 vs 25 CPU s at 3 mm).
+    # Flushing them to zero changes no result by more than those values themselves.
+    torch.set_flush_denormal(True)
     return torch
 
 

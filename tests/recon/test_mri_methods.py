@@ -137,6 +137,24 @@ def test_training_input_is_made_as_run_time_makes_it():
     assert np.ptp(np.angle(turned[fg] * np.conj(turned[fg][0]))) < 1e-3  # one global phase
 
 
+def test_ellipse_phantoms_are_objects_inside_the_field_of_view():
+    """The non-brain training objects: seeded, maximum 1, a zero border (coils see all of it), several
+    intensity levels; a phantoms share of 1 trains on them only, 0 on the brain only."""
+    from medcli.recon.mri import learned as lm
+
+    a = lm.ellipse_phantom(np.random.default_rng(8), 64)
+    np.testing.assert_array_equal(a, lm.ellipse_phantom(np.random.default_rng(8), 64))
+    assert a.shape == (64, 64) and a.dtype == np.float32 and float(a.max()) == 1.0 and float(a.min()) >= 0
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    assert float(border.max()) == 0 and 0.15 < float((a > 0.05).mean()) < 0.8
+    assert len(np.unique(np.round(a[a > 0.05], 3))) >= 4
+    rng = np.random.default_rng(8)
+    rng.uniform()  # training_image's draw of the object kind
+    np.testing.assert_array_equal(lm.training_image(np.random.default_rng(8), 64, phantoms=1.0), lm.ellipse_phantom(rng, 64))
+    x, y = lm.cs_training_pair(np.random.default_rng(5), size=48, max_coils=8, cs_iterations=3, phantoms=1.0)
+    assert float(y[0, 0].max()) == 0 and float(y.max()) > 0  # an ellipse inside the field of view, not a brain crop
+
+
 def test_cascades_ignore_the_image_phase():
     """A trained-looking network (random weights) gives the same magnitude when the data turn by any global
     phase: it sees only |x| and u* g, so the ESPIRiT maps' arbitrary phase cannot matter."""

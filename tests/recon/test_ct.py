@@ -244,6 +244,34 @@ def test_learned_training_pair_is_start_fbp_and_correction():
     assert np.abs(y[0]).mean() < 0.7 * np.abs(np.maximum(hu, -1000) / 1000 - x[1]).mean()
 
 
+def test_holder_is_a_thin_dense_shell_in_the_air_only():
+    """The head holder / table of the training slices: drawn in air only, thin, dense, never on the object."""
+    from scipy import ndimage
+
+    from medcli.recon.ct.learned import _ellipse, _holder
+
+    for seed in range(6):
+        img = np.full((96, 96), -1000.0, np.float32)
+        img[_ellipse(img.shape, (48, 48), (25, 30), 0.3)] = 40.0
+        before = img.copy()
+        _holder(np.random.default_rng(seed), img)
+        changed = img != before
+        assert changed.any() and (before[changed] == -1000).all()
+        # a shell at most 2.5 pixels thick (with a one-pixel partial-volume ramp), not a slab
+        assert ndimage.distance_transform_edt(changed).max() <= 2.5
+        assert img.max() <= 1500
+
+
+def test_wider_fields_of_view_make_coarser_pixels():
+    """``fov_max`` widens the field of view around the object: larger pixels, thinner anatomy in pixels."""
+    from medcli.recon.ct.learned import synthetic_ct_slice
+
+    kw = {"body_prob": 0.0, "fill_prob": 0.0, "random_prob": 0.0}
+    narrow = [synthetic_ct_slice(np.random.default_rng(s), 64, **kw)[1] for s in range(4)]
+    wide = [synthetic_ct_slice(np.random.default_rng(s), 64, fov_max=2.0, **kw)[1] for s in range(4)]
+    assert all(w > n for w, n in zip(wide, narrow))
+
+
 def test_learned_beats_fbp_on_a_held_out_slice(ct_slice):
     """60 views, 4096 photons on the real CT slice (the model saw only synthetic slices)."""
     from medcli.models import hub

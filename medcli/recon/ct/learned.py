@@ -20,7 +20,8 @@ synthesised here, never on the real CT slices the tests and the benchmark use:
   only the two anatomies above;
 
 each at a random pixel size, rotation and zoom (some fill the grid, like a
-reconstruction field of view inside the body), then projected with
+reconstruction field of view inside the body), optionally with a head holder or
+table in the air beside the object (:func:`_holder`), then projected with
 :func:`medcli.recon.ct.simulate.project_image` (a 3x finer grid) and counted
 with Poisson noise as LoDoPaB-CT does.
 """
@@ -47,6 +48,7 @@ DEFAULT_MODEL = "recon-ct"
 
 @lru_cache(maxsize=1)
 def _head_maps() -> tuple[np.ndarray, ...]:
+    """The MNI152 grey matter, white matter, CSF and brain maps (1 mm, 16 voxels of margin), read once."""
     from medcli.train.synth import mni_volumes
 
     _, gm, wm, csf, brain = mni_volumes(margin=16)
@@ -61,8 +63,8 @@ def _head_slice(rng: np.random.Generator, clutter_prob: float = 0.0) -> np.ndarr
     axis = int(rng.choice([2, 2, 2, 1, 0]))
     lo, hi = int(0.15 * brain.shape[axis]), int(0.85 * brain.shape[axis])
     k = int(rng.integers(lo, hi))
-    take = lambda v: np.take(v, k, axis=axis).astype(np.float32)  # noqa: E731
-    g, w, c, b = take(gm), take(wm), take(csf), take(brain) > 0.5
+    g, w, c, b = (np.take(v, k, axis=axis).astype(np.float32) for v in (gm, wm, csf, brain))
+    b = b > 0.5
     hu = g * rng.uniform(35, 45) + w * rng.uniform(22, 32) + c * rng.uniform(0, 15)
     hu += ndimage.gaussian_filter(rng.normal(0, rng.uniform(0, 6), hu.shape), 1.0)
     outside = ndimage.distance_transform_edt(~ndimage.binary_fill_holes(b))
@@ -88,7 +90,8 @@ def _head_slice(rng: np.random.Generator, clutter_prob: float = 0.0) -> np.ndarr
     return img
 
 
-def _ellipse(shape: tuple[int, int], centre, axes, angle) -> np.ndarray:
+def _ellipse(shape: tuple[int, int], centre, axes, angle: float) -> np.ndarray:
+    """Boolean mask of the ellipse of semi-axes ``axes`` (pixels) around ``centre``, turned by ``angle`` (radians)."""
     x, y = np.meshgrid(np.arange(shape[0]) - centre[0], np.arange(shape[1]) - centre[1], indexing="ij")
     c, s = np.cos(angle), np.sin(angle)
     return ((x * c + y * s) / axes[0]) ** 2 + ((-x * s + y * c) / axes[1]) ** 2 <= 1
@@ -190,9 +193,23 @@ def _random_slice(rng: np.random.Generator, n: int = 256, clutter_prob: float = 
     return img
 
 
-def synthetic_ct_slice(rng: np.random.Generator, size: int = 128, body_prob: float = 0.4, fill_prob: float = 0.3,
-                       random_prob: float = 0.0, clutter_prob: float = 0.0) -> tuple[np.ndarray, float]:
-    """One CT-like slice ``(size, size)`` in HU and its pixel size (mm): body, random or (the rest) head."""
+def synthetic_ct_slice(rng: np.random.Generator, size: int = 128, body_prob: float = 0.3, fill_prob: float = 0.3,
+                       random_prob: float = 0.3, clutter_prob: float = 0.0, fov_max: float = 1.25,
+                       holder_prob: float = 0.0) -> tuple[np.ndarray, float]:
+    """One CT-like slice in HU on a ``size`` x ``size`` grid, and its pixel size (mm).
+
+    Args:
+        rng: The random source (the slice is a function of its state and the settings).
+        size: Grid size in pixels.
+        body_prob: Probability of a thorax/abdomen-like slice (:func:`_body_slice`).
+        fill_prob: Probability of a field of view inside the object (0.3-0.7 of its extent), as when the
+            reconstruction grid is smaller than the body; otherwise the object fits with a margin.
+        random_prob: Probability of a domain-randomised slice (:func:`_random_slice`); the rest are heads.
+        clutter_prob: Probability of skull-base-like bone and air clutter (:func:`_clutter`) in heads and
+            random slices.
+        fov_max: The largest field of view, as a multiple of the object's extent (the smallest is 1.02).
+        holder_prob: Probability of a head holder or table in the air beside the object (:func:`_holder`).
+    """
     from scipy import ndimage
 
     u = rng.random()
@@ -205,10 +222,8 @@ def synthetic_ct_slice(rng: np.random.Generator, size: int = 128, body_prob: flo
     obj = np.argwhere(src > -500)
     lo, hi = obj.min(0), obj.max(0)
     extent = float(max(hi - lo)) * src_mm
-    if rng.random() < fill_prob:
-        fov = extent * rng.uniform(0.3, 0.7)  # a field of view inside the object
-    else:
-        fov = extent * rng.uniform(1.02, 1.25)
+    inside = rng.random() < fill_prob
+    fov = extent * (rng.uniform(0.3, 0.7) if inside else rng.uniform(1.02, fov_max))
     pixel = fov / size
     centre = (lo + hi) / 2 + rng.normal(0, 0.05, 2) * (hi - lo)
     th = rng.uniform(0, 2 * np.pi)
@@ -221,19 +236,54 @@ def synthetic_ct_slice(rng: np.random.Generator, size: int = 128, body_prob: flo
     # antialias before shrinking; order 1 keeps edges honest
     sm = ndimage.gaussian_filter(src, max(0.0, 0.5 * (scale - 1))) if scale > 1.2 else src
     out = ndimage.map_coordinates(sm, coords, order=1, cval=-1000.0).reshape(size, size)
+    # drawn only when asked, like the clutter: the banks of the earlier recipes stay reproducible
+    if holder_prob > 0 and rng.random() < holder_prob and not inside:
+        _holder(rng, out)
     return out.astype(np.float32), float(pixel)
+
+
+def _holder(rng: np.random.Generator, img: np.ndarray) -> None:
+    """A head holder or table top beside the object, in place: a thin dense shell in the air.
+
+    Clinical scans show them as thin bright arcs or lines in the air around the head or under the body
+    (300-350 HU at a 2 mm pixel on one of the benchmark's real head slices). The shell is 0.5-2.5 pixels
+    thick with a one-pixel partial-volume ramp, curved (part of an ellipse around the object, one or two
+    walls) or flat, and is drawn only where the image is air.
+    """
+    obj = img > -500
+    if not obj.any():
+        return
+    pts = np.argwhere(obj)
+    c = (pts.min(0) + pts.max(0)) / 2
+    x, y = (np.indices(img.shape) - c[:, None, None]).astype(np.float64)
+    gap, thick = rng.uniform(1, 12), rng.uniform(0.5, 2.5)
+    if rng.random() < 0.65:  # curved shell over part of an ellipse around the object
+        a, b = (pts.max(0) - pts.min(0)) / 2 + gap
+        dist = (np.sqrt((x / a) ** 2 + (y / b) ** 2) - 1) * min(a, b)  # about the distance in pixels
+        phi = np.angle(np.exp(1j * (np.arctan2(y, x) - rng.uniform(-np.pi, np.pi))))
+        span = np.abs(phi) < rng.uniform(0.3, 0.8) * np.pi
+    else:  # flat table top on one side of the object
+        t = rng.uniform(0, 2 * np.pi)
+        along = x * np.cos(t) + y * np.sin(t)
+        dist = along - ((pts - c) @ np.array([np.cos(t), np.sin(t)])).max() - gap
+        span = np.ones(img.shape, bool)
+    walls = [0.0] + ([rng.uniform(thick + 1.5, thick + 6)] if rng.random() < 0.3 else [])
+    frac = sum(np.clip(thick / 2 + 0.5 - np.abs(dist - w), 0, 1) for w in walls) * span * (img < -900)
+    hu = rng.uniform(-200, 1500)
+    img += (np.minimum(frac, 1) * (hu - img)).astype(img.dtype)
 
 
 # -- training pairs ----------------------------------------------------------------------------
 
 
 def parallel_geometry(size: int, pixel: float, views: int) -> CTGeometry:
+    """The training geometry: a ``size`` x ``size`` grid of ``pixel`` mm, ``views`` parallel-beam angles over 180 degrees."""
     from medcli.recon.ct.simulate import make_geometry
 
     return make_geometry((size, size), (pixel, pixel), views, "parallel")
 
 
-def start_inputs(b: "torch.Tensor", proj: "Projector", photons: float, inp: dict[str, Any]) -> "torch.Tensor":
+def start_inputs(b: torch.Tensor, proj: Projector, photons: float, inp: dict[str, Any]) -> torch.Tensor:
     """The network's input ``(B, 2, nx, ny)`` in HU / 1000: the short OS-SPS + TV start and the FBP.
 
     The same function makes the training pairs and the run-time input, so they cannot drift apart.
@@ -259,23 +309,23 @@ def start_inputs(b: "torch.Tensor", proj: "Projector", photons: float, inp: dict
 TRAIN_INPUT = {"start_iterations": 5, "start_lambda": 20.0, "filter": "ram-lak"}
 
 
-def ct_pair(
-    rng: np.random.Generator,
-    size: int = 128,
-    views: int = 60,
-    photons: float = 4096.0,
-    body_prob: float = 0.3,
-    fill_prob: float = 0.3,
-    random_prob: float = 0.3,
-    clutter_prob: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One training pair: ``(start and FBP / 1000 (2, size, size), (clean - start) / 1000 (1, size, size))``."""
+def ct_pair(rng: np.random.Generator, size: int = 128, views: int = 60, photons: float = 4096.0,
+            **slice_kw: float) -> tuple[np.ndarray, np.ndarray]:
+    """One training pair: ``(start and FBP / 1000 (2, size, size), (clean - start) / 1000 (1, size, size))``.
+
+    Args:
+        rng: The random source.
+        size: Grid size in pixels.
+        views: Parallel-beam views over 180 degrees.
+        photons: Unattenuated counts per detector bin (Poisson noise, LoDoPaB-CT's model).
+        **slice_kw: The slice's settings (:func:`synthetic_ct_slice`: ``body_prob``, ``clutter_prob``, ...).
+    """
     import torch
 
     from medcli.recon.ct.projector import Projector
     from medcli.recon.ct.simulate import add_poisson, hu_to_mu, project_image
 
-    hu, pixel = synthetic_ct_slice(rng, size, body_prob, fill_prob, random_prob, clutter_prob)
+    hu, pixel = synthetic_ct_slice(rng, size, **slice_kw)
     geo = parallel_geometry(size, pixel, views)
     p = add_poisson(project_image(hu_to_mu(hu)[None], geo)[0], photons, rng)
     with torch.inference_mode():
@@ -285,34 +335,29 @@ def ct_pair(
 
 
 @lru_cache(maxsize=2)
-def _pair_bank(count: int, seed: int, size: int, views: int, photons: float, body_prob: float, fill_prob: float,
-               random_prob: float, clutter_prob: float):
+def _pair_bank(count: int, seed: int, size: int, views: int, photons: float,
+               slice_kw: tuple[tuple[str, float], ...]) -> tuple[np.ndarray, np.ndarray]:
     """``count`` pairs of :func:`ct_pair` drawn once per process (simulation and the start cost more than a step)."""
     rng = np.random.default_rng(seed)
-    pairs = [ct_pair(rng, size, views, photons, body_prob, fill_prob, random_prob, clutter_prob) for _ in range(count)]
+    pairs = [ct_pair(rng, size, views, photons, **dict(slice_kw)) for _ in range(count)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-def ct_pair_bank(
-    rng: np.random.Generator,
-    bank: int = 400,
-    bank_seed: int = 1,
-    crop: int = 64,
-    size: int = 128,
-    views: int = 60,
-    photons: float = 4096.0,
-    body_prob: float = 0.3,
-    fill_prob: float = 0.3,
-    random_prob: float = 0.3,
-    clutter_prob: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray]:
+def ct_pair_bank(rng: np.random.Generator, bank: int = 400, bank_seed: int = 1, crop: int = 64, size: int = 128,
+                 views: int = 60, photons: float = 4096.0, **slice_kw: float) -> tuple[np.ndarray, np.ndarray]:
     """A random ``crop`` x ``crop`` window of one of ``bank`` simulated pairs, under a random rot90 / flip.
 
     Exact augmentations for the FBP channel: ``views`` angles evenly spread over 180 degrees are
     mapped onto themselves by 90 degree rotations (when ``views`` is even) and flips, so the FBP
     artefacts stay those of the acquisition (the start's ordered subsets change order, not content).
+
+    Args:
+        rng: The random source of the window and the augmentation (the bank has its own, ``bank_seed``).
+        bank: Number of simulated pairs (:func:`ct_pair` with ``size``, ``views``, ``photons``, ``slice_kw``).
+        bank_seed: Seed of the bank.
+        crop: Window size in pixels.
     """
-    xs, ys = _pair_bank(bank, bank_seed, size, views, photons, body_prob, fill_prob, random_prob, clutter_prob)
+    xs, ys = _pair_bank(bank, bank_seed, size, views, photons, tuple(sorted(slice_kw.items())))
     i = int(rng.integers(len(xs)))
     a, b = (int(rng.integers(0, size - crop + 1)) for _ in range(2))
     x, y = xs[i, :, a : a + crop, b : b + crop], ys[i, :, a : a + crop, b : b + crop]
@@ -349,11 +394,11 @@ def model_fits(spec: dict[str, Any], geo: CTGeometry) -> tuple[bool, str]:
 class PostProcessor:
     """The network at run time: ``PostProcessor.load()(inputs) -> HU / 1000`` (the start plus its correction)."""
 
-    def __init__(self, net, spec: dict[str, Any]):
+    def __init__(self, net: torch.nn.Module, spec: dict[str, Any]):
         self.net, self.spec = net, spec
 
     @classmethod
-    def load(cls, name: str | None = None) -> "PostProcessor":
+    def load(cls, name: str | None = None) -> PostProcessor:
         from medcli.enhance.learned import _load_net
         from medcli.errors import UsageError
 

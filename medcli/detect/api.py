@@ -38,6 +38,12 @@ MODELS = {"brain-lesion": "detect-lesion", "ct-lesion": "detect-lesion"}
 #: Default thresholds of the learned model: about one false positive per scan on the validation cases
 #: (tests/benchmarks/bench_detect.py, behind the anatomy split; detect-lesion 1.1.0: 0.411 brain, 0.450 CT).
 LEARNED_THRESHOLD = {"brain-lesion": 0.41, "ct-lesion": 0.45}
+#: The learned detector's second stage per task (false-positive reduction, :mod:`medcli.detect.fpr`), and whether
+#: ``learned`` uses it by default (it does where it measured better on the held-out benchmark).
+FPR_MODELS = {"brain-lesion": "detect-lesion-fpr", "ct-lesion": "detect-lesion-fpr"}
+SECOND_STAGE = {"brain-lesion": False, "ct-lesion": False}
+#: Default thresholds of the two-stage learned detector (about one false positive per scan on the validation cases).
+FPR_THRESHOLD = {"brain-lesion": 0.5, "ct-lesion": 0.5}
 #: Default method per task: the one with the higher CPM on the held-out benchmark
 #: (tests/benchmarks/results/detect.md: brain learned 0.387 vs log 0.314; CT log 0.397 vs learned 0.304).
 DEFAULT_METHOD = {"brain-lesion": "learned", "ct-lesion": "log", "blob": "log"}
@@ -101,10 +107,18 @@ def learned_detector(model: str):
     return LearnedDetector(model)
 
 
+@lru_cache(maxsize=2)
+def second_stage_model(model: str):
+    """The second stage's classifier, loaded once per process."""
+    from medcli.detect.fpr import Rescorer
+
+    return Rescorer(model)
+
+
 def detect(image: Image, task: str = "brain-lesion", method: str | None = None, mask: np.ndarray | None = None,
            threshold: float | None = None, max_findings: int | None = 50, min_diameter: float = 2.0,
            max_diameter: float = 40.0, heatmap: bool = False, settings: LogSettings | None = None,
-           model: str | None = None, mirror: bool | None = None) -> Detection:
+           model: str | None = None, mirror: bool | None = None, second_stage: bool | str | None = None) -> Detection:
     """Detect focal lesions in a 3D image.
 
     Args:
@@ -118,6 +132,8 @@ def detect(image: Image, task: str = "brain-lesion", method: str | None = None, 
         heatmap: Also make the score map.
         model: Hub name or folder of the learned model (default: :data:`MODELS` of the task).
         mirror: Test-time left-right mirroring of the learned model (default: its spec's choice).
+        second_stage: Re-score the learned model's candidates with the second stage (True: the task's
+            :data:`FPR_MODELS`; a hub name or folder; False: one stage; default: :data:`SECOND_STAGE` of the task).
 
     Raises:
         InputError: an empty mask, a non-3D image.
@@ -148,8 +164,12 @@ def detect(image: Image, task: str = "brain-lesion", method: str | None = None, 
         raise InputError("the search mask is empty", image.meta.get("source"))
     work = data.astype(np.float32)
     if method == "learned":
+        if second_stage is None:
+            second_stage = SECOND_STAGE.get(task, False) and model is None
+        if second_stage is True:
+            second_stage = FPR_MODELS.get(task) or False
         return _detect_learned(image, work, mask, task, model or MODELS[task], threshold, max_findings, min_diameter,
-                               max_diameter, heatmap, mirror)
+                               max_diameter, heatmap, mirror, second_stage or None)
     if task == "ct-lesion":
         work = np.clip(work, *CT_WINDOW)
     s = replace(settings or LogSettings(), min_diameter=min_diameter, max_diameter=max_diameter)
@@ -164,13 +184,29 @@ def detect(image: Image, task: str = "brain-lesion", method: str | None = None, 
 
 def _detect_learned(image: Image, work: np.ndarray, mask: np.ndarray, task: str, model: str, threshold: float | None,
                     max_findings: int | None, min_diameter: float, max_diameter: float, heatmap: bool,
-                    mirror: bool | None) -> Detection:
+                    mirror: bool | None, fpr: str | None = None) -> Detection:
     from scipy import ndimage
 
     net = learned_detector(str(model))
-    thr = LEARNED_THRESHOLD.get(task, 0.3) if threshold is None else float(threshold)
-    found, heat, aff = net(work, image.affine, mask, task == "ct-lesion", CT_WINDOW, thr, max_findings, min_diameter,
-                           max_diameter, mirror)
+    ct = task == "ct-lesion"
+    model_info = {"name": net.name, "sha256": net.sha256}
+    if fpr is None:
+        thr = LEARNED_THRESHOLD.get(task, 0.3) if threshold is None else float(threshold)
+        found, heat, aff = net(work, image.affine, mask, ct, CT_WINDOW, thr, max_findings, min_diameter, max_diameter, mirror)
+    else:
+        # Two stages: many first-stage candidates (and fine blobs), re-scored on 1/2/4 mm patches.
+        from medcli.detect import fpr as stage2
+        from medcli.detect.log import normalise
+
+        thr = FPR_THRESHOLD.get(task, 0.5) if threshold is None else float(threshold)
+        found, heat, aff = net(work, image.affine, mask, ct, CT_WINDOW, stage2.STAGE1_FLOOR, stage2.STAGE1_MAX, min_diameter,
+                               max_diameter, mirror)
+        x = normalise(np.clip(work, *CT_WINDOW) if ct else work, mask)
+        fine = [f for f in stage2.fine_blobs(x, mask, image.affine) if f.diameter_mm >= min_diameter]
+        rescorer = second_stage_model(str(fpr))
+        found = stage2.rescore(rescorer.net, stage2.PatchSource(x, mask, image.affine, (heat, aff)), stage2.candidates(found, fine), thr,
+                               max_findings, min_diameter)
+        model_info["second_stage"] = {"name": rescorer.name, "sha256": rescorer.sha256}
     for f in found:
         f.voxel_ijk = image.world_to_voxel(f.center_ras)[0]
     labels = outline_labels(found, image, mask)
@@ -181,7 +217,7 @@ def _detect_learned(image: Image, work: np.ndarray, mask: np.ndarray, task: str,
         idx = np.indices(work.shape, dtype=np.float32).reshape(3, -1)
         coords = (m[:3, :3] @ idx + m[:3, 3:4]).reshape((3,) + work.shape)
         heat_img = Image(ndimage.map_coordinates(heat, coords, order=1, mode="nearest").astype(np.float32) * mask, image.affine)
-    f = Findings(found, task=task, method="learned", threshold=thr, model={"name": net.name, "sha256": net.sha256},
+    f = Findings(found, task=task, method="learned", threshold=thr, model=model_info,
                  image={"name": str(image.meta.get("source", "")), "shape": list(work.shape),
                         "affine": [[round(float(v), 6) for v in row] for row in image.affine]})
     return Detection(f, labels, heat_img, mask)

@@ -270,3 +270,208 @@ class Validator:
 
     def __call__(self, model, device) -> tuple[float, list[dict[str, Any]]]:
         return validate(model, self.cases, device)
+
+
+# -- second stage: false-positive reduction ------------------------------------------------------------
+
+#: Side (mm) of the training crops of the second stage, and their grids: 1 mm, and the benchmark's kinds of
+#: coarser acquisitions (2 mm isotropic; 1.5 x 1.5 mm in-plane with 3 mm slices).
+FPR_CROP_MM = 72.0
+FPR_GRIDS = ((1.0, 1.0, 1.0), (2.0, 2.0, 2.0), (1.5, 1.5, 3.0))
+#: Candidates this far (mm) beyond a lesion's radius are neither hits nor clear negatives: left out of the loss.
+FPR_MARGIN_MM = 2.0
+
+
+def _crop_box(rng: np.random.Generator, probs: np.ndarray, affine: np.ndarray, side_mm: float, split_y: float):
+    """A random crop (``side_mm`` cube) of the anatomy grid entirely behind ``split_y``, centred on brain."""
+    from medcli.detect.log import spacing_of
+
+    sp = spacing_of(affine)
+    n = np.minimum(np.round(side_mm / sp).astype(int), probs.shape[1:])
+    shape = np.array(probs.shape[1:])
+    hi = shape.copy()
+    hi[1] = min(hi[1], int(np.floor((split_y - sp[1] / 2 - affine[1, 3]) / affine[1, 1])) + 1)
+    for _ in range(100):
+        lo = np.array([rng.integers(0, max(int(hi[i]) - n[i], 0) + 1) for i in range(3)])
+        if probs[0][tuple(np.minimum(lo + n // 2, shape - 1))] < 0.5:
+            break
+    return tuple(slice(int(a), int(min(a + n[i], hi[i]))) for i, a in enumerate(lo))
+
+
+def _augment_patches(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    """Random mirroring and axis permutation of each patch (N, C, P, P, P): the image's axes may point anywhere."""
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        p = x[i]
+        for ax in (1, 2, 3):
+            if rng.random() < 0.5:
+                p = np.flip(p, ax)
+        out[i] = np.transpose(p, (0, *(1 + rng.permutation(3))))
+    return out
+
+
+def stage1_candidates(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, ct: bool, model: str = "detect-lesion"):
+    """A scan's second-stage candidates and the source to cut their patches from (as ``detect`` makes them)."""
+    from medcli.detect.api import CT_WINDOW, learned_detector
+    from medcli.detect.fpr import STAGE1_FLOOR, STAGE1_MAX, PatchSource, candidates, fine_blobs
+    from medcli.detect.log import normalise
+
+    found, heat, heat_affine = learned_detector(model)(data, affine, mask, ct, CT_WINDOW, STAGE1_FLOOR, STAGE1_MAX)
+    x = normalise(np.clip(data, *CT_WINDOW) if ct else data, mask)
+    return candidates(found, fine_blobs(x, mask, affine)), PatchSource(x, mask, affine, (heat, heat_affine))
+
+
+def candidate_labels(points: np.ndarray, centres: np.ndarray, radii: np.ndarray, labelled: np.ndarray) -> np.ndarray:
+    """Per candidate (N, 3 world mm): 1 a hit (within a labelled lesion's radius, the LUNA16 rule), 0 a false
+    candidate, -1 left out of the loss: within :data:`FPR_MARGIN_MM` beyond a lesion's radius, or near an
+    *unlabelled* lesion (partial labels: an unannotated lesion is not background)."""
+    out = np.zeros(len(points), np.int8)
+    if not len(centres):
+        return out
+    dist = np.linalg.norm(points[:, None, :] - centres[None, :, :], axis=2)
+    hit = dist < radii[None, :]
+    near = dist < radii[None, :] + FPR_MARGIN_MM
+    out[np.any(near, 1)] = -1
+    out[np.any(hit & labelled[None, :], 1) & ~np.any(near & ~labelled[None, :], 1)] = 1
+    return out
+
+
+def fpr_sample(rng: np.random.Generator, patches: int = 8, max_pos: int = 3, contrasts: tuple[str, ...] = ("t1", "t2", "flair", "random", "ct"),
+               unlabelled: float = 0.0, split_y: float | None = None, stage1: str = "detect-lesion") -> dict[str, np.ndarray]:
+    """``patches`` second-stage training patches from one random crop, and their labels.
+
+    The crop (:data:`FPR_CROP_MM`, on one of :data:`FPR_GRIDS`) is rendered with the generator's
+    TRAINING setting behind the anatomy split; the first stage and the fine blobs propose candidates
+    as at inference (:func:`stage1_candidates`). Positives: candidates within a labelled lesion's
+    radius and its centre moved by up to half its radius (up to ``max_pos``). Negatives: the other
+    candidates (the first stage's false positives: the hard negatives, drawn with weights growing with
+    their first-stage score), random mask points when short. Lesions under 1.5 voxels are left out as
+    unlabelled ones are (on a 2 mm or 3 mm grid a 2 mm lesion is as faint as the noise).
+    **Partial labels**: each lesion is unlabelled with probability ``unlabelled``; candidates near it are
+    left out of the loss (weight 0), never taught as negatives. So are candidates just outside a lesion.
+
+    Returns:
+        ``x`` (patches, C, P, P, P), ``y`` (patches,) 1 lesion / 0 not, ``w`` (patches,) loss weights.
+    """
+    from medcli.detect.api import CT_WINDOW
+    from medcli.detect.synth import SPLIT_Y, TRAINING, anatomy, lesion_case
+
+    split_y = SPLIT_Y if split_y is None else split_y
+    grid = FPR_GRIDS[int(rng.integers(len(FPR_GRIDS)))]
+    probs, affine = anatomy(grid)
+    contrast = str(contrasts[int(rng.integers(len(contrasts)))])
+    box = _crop_box(rng, probs, affine, FPR_CROP_MM, split_y)
+    case = lesion_case(rng, contrast, TRAINING, spacing=grid, box=box)
+    img = np.asarray(case.image.data, np.float32)
+    ct = contrast == "ct"
+    mask = _soft_mask(img, case.brain, CT_WINDOW) if ct else case.brain.copy()
+    if not mask.any():
+        mask = case.brain.copy() if case.brain.any() else np.ones(img.shape, bool)
+    aff = case.image.affine
+    cands, source = stage1_candidates(img, aff, mask, ct, stage1)
+    # Lesions under 1.5 voxels (the grid's coarsest axis) look like noise: left out like unlabelled ones.
+    visible = np.array([f.diameter_mm >= 1.5 * float(np.max(grid)) for f in case.truth], bool)
+    labelled = np.array([rng.random() >= unlabelled for _ in case.truth], bool) & visible
+    centres = np.array([f.center_ras for f in case.truth]).reshape(-1, 3)
+    radii = np.array([f.diameter_mm / 2 for f in case.truth])
+    kind = candidate_labels(np.array([c.center_ras for c in cands]).reshape(-1, 3), centres, radii, labelled)
+    pos = [c.center_ras for c, k in zip(cands, kind) if k == 1]
+    neg = [c.center_ras for c, k in zip(cands, kind) if k == 0]
+    # Hard negatives first: the false candidates the first stage scores high are those that cost CPM.
+    neg_w = np.array([min(c.score, 1.0) + 0.05 for c, k in zip(cands, kind) if k == 0])
+    for f, lab in zip(case.truth, labelled):
+        if lab:
+            u = rng.normal(size=3)
+            pos.append(f.center_ras + u / np.linalg.norm(u) * rng.uniform(0, 0.5) * f.diameter_mm / 2)
+    rng.shuffle(pos)
+    pos = pos[:max_pos]
+    n_neg = patches - len(pos)
+    if len(neg) >= n_neg:
+        neg = [neg[i] for i in rng.choice(len(neg), n_neg, replace=False, p=neg_w / neg_w.sum())]
+    else:  # a quiet crop: random tissue points (easy negatives), away from every lesion
+        inside = np.argwhere(mask)
+        while len(neg) < n_neg and len(inside):
+            c = aff[:3, :3] @ inside[rng.integers(len(inside))] + aff[:3, 3]
+            if not len(centres) or np.all(np.linalg.norm(centres - c, axis=1) > radii + FPR_MARGIN_MM):
+                neg.append(c)
+        while len(neg) < n_neg:
+            neg.append(aff[:3, 3].copy())
+    pts = np.array(pos + neg, float).reshape(-1, 3)
+    x = _augment_patches(rng, source.patches(pts))
+    y = np.array([1.0] * len(pos) + [0.0] * len(neg), np.float32)
+    return {"x": np.ascontiguousarray(x), "y": y, "w": np.ones(len(y), np.float32)}
+
+
+def fpr_loss(out, batch: dict[str, Any]):
+    """Binary cross-entropy over the weighted patches; (total, parts: positives' and negatives' means)."""
+    import torch
+    from torch.nn import functional as F
+
+    logit = out[:, 0]
+    y, w = batch["y"], batch["w"]
+    bce = F.binary_cross_entropy_with_logits(logit, y, reduction="none") * w
+    pos, neg = (y > 0.5).float() * w, (y <= 0.5).float() * w
+    total = bce.sum() / w.sum().clamp(min=1.0)
+    return total, {"pos": (bce * pos).sum() / pos.sum().clamp(min=1.0), "neg": (bce * neg).sum() / neg.sum().clamp(min=1.0)}
+
+
+def fpr_task_hooks(recipe: dict[str, Any], validate: bool):
+    """The second stage's batches (patches of ``batch`` crops), loss and CPM validation."""
+    import torch
+
+    from medcli.train.engine import TaskHooks
+
+    t = recipe["train"]
+    settings = dict(recipe["data"].get("settings") or {})
+    if "contrasts" in settings:
+        settings["contrasts"] = tuple(settings["contrasts"])
+    seed, n = int(t["seed"]), int(t["batch"])
+
+    def batches(first: int, last: int):
+        for step in range(first, last + 1):
+            samples = [fpr_sample(np.random.default_rng([seed, step, b]), **settings) for b in range(n)]
+            b = {k: torch.from_numpy(np.concatenate([s[k] for s in samples])) for k in samples[0]}
+            yield b.pop("x"), b
+
+    return TaskHooks(batches, fpr_loss, FprValidator(recipe, settings.get("stage1", "detect-lesion")) if validate else None,
+                     warmup=WARMUP)
+
+
+class FprValidator:
+    """Whole validation brains (as :class:`Validator`), the first stage's candidates fixed; CPM after re-scoring."""
+
+    def __init__(self, recipe: dict[str, Any], stage1: str = "detect-lesion"):
+        v = recipe["validation"]
+        vcon = tuple(c for c in ((v.get("settings") or {}).get("contrasts") or ("t1", "t2", "flair", "ct")) if c != "random")
+        self.cases = []
+        for name, case in validation_cases(int(v["samples"]), int(v["seed"]), vcon or ("t1",)):
+            mask = case_mask(case)
+            cands, source = stage1_candidates(np.asarray(case.image.data, np.float32), case.image.affine, mask,
+                                              case.contrast == "ct", stage1)
+            self.cases.append((name, case.truth, cands, source.patches(np.array([c.center_ras for c in cands]).reshape(-1, 3))))
+
+    def __call__(self, model, device) -> tuple[float, list[dict[str, Any]]]:
+        import copy
+
+        from medcli.detect.evaluate import Scan, match
+        from medcli.detect.fpr import classify
+
+        was = model.training
+        model.eval()
+        scans, rows = [], []
+        for name, truth, cands, x in self.cases:
+            p = classify(model, x) if len(x) else np.zeros(0)
+            pred = []
+            for c, s in sorted(zip(cands, p), key=lambda t: -t[1]):
+                if any(np.linalg.norm(c.center_ras - g.center_ras) < 0.5 * max(c.diameter_mm, g.diameter_mm) for g in pred):
+                    continue
+                g = copy.copy(c)
+                g.score = float(s)
+                pred.append(g)
+            scans.append(Scan(name, pred, truth))
+            rows.append({"case": name, "lesions": len(truth), "candidates": len(cands)})
+        model.train(was)
+        cpm = float(match(scans).cpm())
+        for r in rows:
+            r["score"] = cpm
+        return cpm, rows

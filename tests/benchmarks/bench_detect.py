@@ -6,6 +6,9 @@ from :mod:`medcli.detect.synth` (long-tailed sizes 2-40 mm; ellipsoid, lobulated
 irregular; rims, necrotic cores, oedema; hypo- or hyperintense whatever the
 tissue) and vessel mimics (sulci and ventricles are in the anatomy).
 
+``medcli learned+fpr`` is the learned detector with its second stage (:mod:`medcli.detect.fpr`: the
+first stage's candidates and fine blobs re-scored on 1/2/4 mm patches); ``medcli learned`` the first stage alone.
+
 * validation: generator defaults, seeds 1000+, used to set each method's
   threshold at 1 false positive per scan; lesions and search region behind
   world y = 0 (:data:`medcli.detect.synth.SPLIT_Y`);
@@ -84,13 +87,15 @@ def search_mask(case, front: bool):
 
 #: The learned methods' model (``--learned-model``: a trained folder, before it is shipped); None: the registry's.
 LEARNED_MODEL: str | None = None
+#: The second stage of ``medcli learned+fpr`` (``--fpr-model``: a trained folder); True: the registry's.
+FPR_MODEL: str | bool = True
 
 
-def run_medcli(case, mask, method="log", model=None, mirror=None):
+def run_medcli(case, mask, method="log", model=None, mirror=None, second_stage=False):
     task = "ct-lesion" if case.contrast == "ct" else "brain-lesion"
     model = model or (LEARNED_MODEL if method == "learned" else None)
     det = detect(case.image, task=task, method=method, mask=mask, threshold=FLOOR if method == "log" else LEARNED_FLOOR,
-                 max_findings=60, model=model, mirror=mirror)
+                 max_findings=60, model=model, mirror=mirror, second_stage=second_stage if method == "learned" else None)
     return det.findings.items
 
 
@@ -156,6 +161,7 @@ def time_1mm(methods: list[str]) -> dict[str, float]:
 
 RUNNERS = {
     "medcli learned": lambda c, m: run_medcli(c, m, "learned", mirror=False),
+    "medcli learned+fpr": lambda c, m: run_medcli(c, m, "learned", mirror=False, second_stage=FPR_MODEL),
     "medcli learned+mirror": lambda c, m: run_medcli(c, m, "learned", mirror=True),
     "medcli log": run_medcli,
     "skimage blob_log": lambda c, m: run_skimage(c, m, "log"),
@@ -279,9 +285,11 @@ def main() -> int:
     ap.add_argument("--report", action="store_true", help="only write the report from the saved results")
     ap.add_argument("--time-1mm", action="store_true", help="also time the medcli methods on a whole 1 mm brain")
     ap.add_argument("--learned-model", help="model (name or trained folder) of the medcli learned methods (default: the registry's)")
+    ap.add_argument("--fpr-model", help="second stage (name or trained folder) of medcli learned+fpr (default: the registry's)")
     args = ap.parse_args()
-    global LEARNED_MODEL
+    global LEARNED_MODEL, FPR_MODEL
     LEARNED_MODEL = args.learned_model
+    FPR_MODEL = args.fpr_model or True
     n_val, n_test = (8, 12) if args.quick else (8, 40)
     extra = []
     for item in args.extra:

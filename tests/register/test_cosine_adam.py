@@ -36,7 +36,9 @@ def test_registration_does_not_import_the_compiler():
         "from medcli.register.methods import Options, register\n"
         "x = np.zeros((24, 24, 24), np.float32); x[6:18, 5:17, 7:19] = 1; x[9:13, 9:12, 10:14] = 2\n"
         "a = np.diag([2.0, 2, 2, 1])\n"
-        "register(Image(np.roll(x, 1, 0), a), Image(x, a), kind='affine', options=Options(affine_levels=((4.0, 5),)))\n"
+        # syn: its NCC branch's vector-Jacobian product once imported sympy through autograd's grad_outputs check
+        "r = register(Image(np.roll(x, 1, 0), a), Image(x, a), kind='syn', metric='ncc', options=Options(affine_levels=((4.0, 5),), "
+        "syn_levels=((4.0, 2),)))\n"
         "print(sorted(m for m in ('torch._dynamo', 'torch._inductor.config', 'sympy') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

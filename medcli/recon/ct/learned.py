@@ -3,10 +3,11 @@
 The network (FBPConvNet-style post-processing, Jin et al. 2017, started from
 an iterative image rather than from FBP) takes two channels of a sparse-view,
 low-dose parallel-beam slice in HU / 1000: a short OS-SPS + TV reconstruction
-(``input.start``: 5 iterations, half the time of the best iterative method,
-:func:`start_inputs`) and the ramp-filtered FBP (the detail TV smooths away),
-and predicts the correction (clean - start) / 1000 that is added to the start.
-It is trained with ``medcli train recipes/recon_ct.toml`` on CT-like slices
+(``input.start``: 5 iterations, half of osem's default 10, :func:`start_inputs`)
+and the ramp-filtered FBP (the detail TV smooths away), and predicts the
+correction (clean - start) / 1000 that is added to the start. It is trained
+with ``medcli train`` (``recipes/recon_ct.toml``, then ``recon_ct_finetune.toml``
+and ``recon_ct_stage3.toml`` from the previous stage's weights) on CT-like slices
 synthesised here, never on the real CT slices the tests and the benchmark use:
 
 * heads from the MNI152 2009a grey/white-matter/CSF maps mapped to HU

@@ -30,7 +30,6 @@ import numpy as np
 def main(argv=None) -> int:
     from medcli.image import Image
     from medcli.segment.classical import gmm_mrf
-    from medcli.segment.tissue import learned_probabilities
     from medcli.train.synth import _remap, tissue_drift_validation_cases
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,6 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("--likelihoods", default="gaussian,histogram")
     ap.add_argument("--partial-volume", default="off", help="off, on or off,on: split_partial_volume of CSF after EM")
     ap.add_argument("--only-contrasts", action="store_true", help="only the PD-/FLAIR-like drift renderings (issue 18)")
+    ap.add_argument("--cases", default="", help="';'-separated case names (default: all)")
+    ap.add_argument("--cache", default="", help="folder for the network's probabilities per case (reused by later runs)")
     args = ap.parse_args(argv)
     cases = [] if args.only_contrasts else tissue_drift_validation_cases()
     if not args.only_contrasts:
@@ -50,11 +51,14 @@ def main(argv=None) -> int:
     cases += contrast_drift_cases()
     settings = list(itertools.product([float(x) for x in args.weights.split(",")], [float(x) for x in args.betas.split(",")],
                                       args.likelihoods.split(","), [p == "on" for p in args.partial_volume.split(",")]))
+    if args.cases:
+        wanted = [c.strip() for c in args.cases.split(";") if c.strip()]
+        cases = [c for c in cases if c[0] in wanted]
     scores: dict[tuple, list] = {s: [] for s in settings}
     for name, img, ref in cases:
         brain = ref > 0
         image = Image(img.astype(np.float32), np.eye(4))
-        net = learned_probabilities(image, brain, args.model)
+        net = _network(image, brain, args.model, name, args.cache)
         line = [f"{name:15s} network {_dice(net, brain, ref)}"]
         for w, beta, lik, pv in settings:
             post = gmm_mrf(image.data, brain, (1.0, 1.0, 1.0), beta=beta, iterations=8, prior=net, prior_weight=w, likelihood=lik,
@@ -103,6 +107,22 @@ def contrast_drift_cases(margin: int = 8):
         img = degrade.drift_render(t1, degrade.Drift(**params), rng=seed, mask=labels > 0, tissues=maps.probs[1:])
         out.append((name, normalise_percentile(np.asarray(img.data, np.float32))[box], labels[box]))
     return out
+
+
+def _network(image, brain: np.ndarray, model: str, name: str, cache: str) -> np.ndarray:
+    """The network's (3, ...) probabilities of a case, from ``cache`` when it holds them (float16 on disk)."""
+    from pathlib import Path
+
+    from medcli.segment.tissue import learned_probabilities
+
+    path = Path(cache) / f"{model.replace('/', '_')}-{name.replace('/', '_').replace(' ', '_')}.npy" if cache else None
+    if path is not None and path.exists():
+        return np.load(path).astype(np.float32)
+    net = learned_probabilities(image, brain, model)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, net.astype(np.float16))
+    return net
 
 
 def _dice(post: np.ndarray, brain: np.ndarray, ref: np.ndarray, raw: bool = False):

@@ -211,17 +211,52 @@ def dice(a: np.ndarray, b: np.ndarray, k: int) -> float:
 
 
 _NETWORK: dict = {}
+#: Folder where the network's probabilities are kept between runs (``--network-cache``; None: this process only).
+NETWORK_CACHE: Path | None = None
 
 
 def _cached_network(image: Image, brain: np.ndarray, model: str, device=None) -> np.ndarray:
-    """The network's probabilities, once per image and model (variants that differ in the refinement share them)."""
+    """The network's probabilities, once per image and model (variants that differ in the refinement share them).
+
+    With :data:`NETWORK_CACHE`, also on disk (float32: a cached run gives the same labels), keyed by the image, mask
+    and weights: a later run that changes only the refinement reuses them (one network pass per case on a loaded
+    machine).
+    """
+    import hashlib
+
     from medcli.segment import tissue
 
     key = (id(image), model)
     if key not in _NETWORK:
         _NETWORK.clear()
-        _NETWORK[key] = tissue.__dict__["_learned_probabilities_uncached"](image, brain, model, device)
+        path = None
+        if NETWORK_CACHE is not None:
+            h = hashlib.sha1(np.ascontiguousarray(image.data, np.float32).tobytes())
+            h.update(np.packbits(brain).tobytes())
+            h.update(learned_sha(model).encode())
+            path = NETWORK_CACHE / f"{h.hexdigest()}.npy"
+        if path is not None and path.exists():
+            _NETWORK[key] = np.load(path)
+            # The row that loads it is charged the network's time of the run that computed it.
+            _CACHED_TIME[:] = [float(t) for t in path.with_suffix(".time").read_text().split()]
+        else:
+            t0, c0 = time.perf_counter(), time.process_time()
+            _NETWORK[key] = tissue.__dict__["_learned_probabilities_uncached"](image, brain, model, device)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, _NETWORK[key])
+                path.with_suffix(".time").write_text(f"{time.perf_counter() - t0} {time.process_time() - c0}")
     return _NETWORK[key]
+
+
+#: (wall, CPU) seconds of a network run read from NETWORK_CACHE, not yet charged to a result row.
+_CACHED_TIME: list[float] = [0.0, 0.0]
+
+
+def _take_cached_time() -> tuple[float, float]:
+    wall, cpu = _CACHED_TIME
+    _CACHED_TIME[:] = [0.0, 0.0]
+    return wall, cpu
 
 
 def run_medcli(image: Image, brain: np.ndarray, method: str, model: str = "tissue", likelihood: str | None = None) -> np.ndarray:
@@ -331,7 +366,11 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", default="", help="without --drift: ';'-separated case names (shards of the main table)")
     ap.add_argument("--rows-out", default="", help="also save the result rows as JSON (shards of a --drift run)")
     ap.add_argument("--merge", nargs="*", default=None, help="with --drift: write segment_drift.md from the JSON rows of shards")
+    ap.add_argument("--network-cache", default="", help="folder that keeps the tissue network's probabilities between runs "
+                    "(a re-run that changes only the refinement skips the network; its CPU time is then the refinement's)")
     args = ap.parse_args(argv)
+    global NETWORK_CACHE
+    NETWORK_CACHE = Path(args.network_cache) if args.network_cache else None
     if args.merge:
         import json
 
@@ -340,10 +379,12 @@ def main(argv=None) -> int:
             part = json.loads(Path(f).read_text())
             rows += [tuple(r) for r in part["rows"]]
             methods += [m for m in part["methods"] if m not in methods]
+        # Shards by method: the table's usual order whatever the order of the files (the peer last).
+        methods.sort(key=lambda m: (m == "ANTs Atropos", m == NETWORK_ONLY))
         notes = "".join(dict.fromkeys(json.loads(Path(f).read_text())["notes"] for f in args.merge))
         how = (f"\nRun: `python tests/benchmarks/bench_segment.py{' --drift' if args.drift else ''}` in {len(args.merge)} shards "
-               f"(`{'--scanners' if args.drift else '--cases'} ... --rows-out`, then `--merge`), under nice on a shared, heavily "
-               "loaded 2-core machine (times are not comparable).\n")
+               f"(`{'--scanners' if args.drift else '--cases'} ...` and/or `--methods ... --rows-out`, then `--merge`), "
+               "under nice on a shared, heavily loaded 2-core machine (times are not comparable).\n")
         target = DRIFT_RESULTS if args.drift else RESULTS
         target.write_text((drift_table(rows, methods) if args.drift else format_table(rows, methods)) + notes + how)
         print(target.read_text())
@@ -380,7 +421,8 @@ def main(argv=None) -> int:
                 seg = run_medcli(image, brain, "learned", *variants[method])
             else:
                 seg = run_medcli(image, brain, method.split()[1], args.model)
-            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+            extra = _take_cached_time()
+            dt, cpu = time.perf_counter() - t0 + extra[0], time.process_time() - c0 + extra[1]
             d = [dice(seg, ref, k) for k in (1, 2, 3)]
             rows.append((name, method, *d, dt, cpu))
             print(f"{name:14s} {method:17s} CSF {d[0]:.3f} GM {d[1]:.3f} WM {d[2]:.3f} {dt:6.1f} s wall {cpu:6.1f} s cpu", flush=True)

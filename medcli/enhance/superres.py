@@ -15,7 +15,8 @@ resolution (about 1 mm). Methods:
   whole brain, training included).
 * ``learned`` -- the same 2D network, pretrained here on thick-slice
   degradations of real anatomy (the MNI T1 with random deformations and
-  contrasts): no per-image training, about 30 s of one CPU core for a brain.
+  contrasts) and of synthetic skull-on heads (:func:`synth_head_pair`): no
+  per-image training, about 30 s of one CPU core for a brain.
 
 Both network methods end with back-projection onto the acquired slices
 (:func:`back_project`), worth 0.3-0.6 dB on the MNI T1.
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from functools import cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -503,4 +505,83 @@ def synth_pair(rng: np.random.Generator, patch: int = 64, factor_min: float = 3.
     raise RuntimeError("no brain plane found in 50 draws")
 
 
-__all__ = ["METHODS", "superres", "acquire_axis", "back_project", "degrade_axis", "resample_axis", "slice_axis", "training_pairs", "train_smore", "apply_planes", "synth_pair"]
+#: Contrasts of the skull-on training heads and how often each is drawn (T1 most: thick-slice
+#: T1 is the common clinical case; the others keep the network contrast-agnostic).
+HEAD_CONTRASTS = {"t1": 0.4, "t2": 0.2, "pd": 0.2, "flair": 0.2}
+
+
+@cache
+def _training_head(k: int, pool_seed: int) -> tuple[np.ndarray, float]:
+    """Skull-on head ``k`` of a pool (``medcli.train.heads.TRAINING``, drawn from ``[pool_seed, k]``), kept per process.
+
+    Returns the 1 mm image cropped to the head (float32) and its :func:`_scale`. Low noise and no ghost: the
+    target of a pair is the image itself, so strong noise would teach the network to keep noise; the
+    smooth bias field of the generator stays.
+    """
+    from medcli.train import heads
+
+    rng = np.random.default_rng([pool_seed, k])
+    names = list(HEAD_CONTRASTS)
+    contrast = names[int(rng.choice(len(names), p=list(HEAD_CONTRASTS.values())))]
+    cfg = heads.with_config(heads.TRAINING, noise=(0.0, 0.01), ghost=0.0)
+    img = heads.synth_head(rng, contrast, spacing=1.0, cfg=cfg, skull=True, slice_mm=1.0).image
+    scale = _scale(img)
+    nz = np.argwhere(img > 0.05 * scale)
+    lo, hi = nz.min(0), nz.max(0) + 1
+    return np.ascontiguousarray(img[tuple(slice(a, b) for a, b in zip(lo, hi))]), scale
+
+
+def synth_head_pair(
+    rng: np.random.Generator,
+    patch: int = 64,
+    factor_min: float = 3.0,
+    factor_max: float = 7.0,
+    deform: float = 3.0,
+    head_prob: float = 0.5,
+    edge_prob: float = 0.6,
+    pool: int = 20,
+    pool_seed: int = 18001,
+):
+    """A training pair from a synthetic skull-on head, or (``1 - head_prob``) from the template (:func:`synth_pair`).
+
+    Head pairs: a plane of one of ``pool`` skull-on heads of ``medcli.train.heads`` (training setting,
+    seeds ``[pool_seed, k]``; the benchmarks draw theirs from ``HELD_OUT`` with single-integer seeds 90001+),
+    cropped to ``patch``, degraded along its first axis like :func:`synth_pair`. With probability
+    ``edge_prob`` the crop must hold air as well as tissue: the scalp, skull and CSF layers at the head's
+    surface, where a skull-on head's thick-slice error concentrates. Scaled by the whole head's
+    :func:`_scale`, with jitter.
+
+    Returns:
+        ``(input, target)``, float32 arrays of shape ``(1, patch, patch)``.
+    """
+    if rng.random() >= head_prob:
+        return synth_pair(rng, patch, factor_min, factor_max, deform)
+    vol, scale = _training_head(int(rng.integers(pool)), int(pool_seed))
+    edge = rng.random() < edge_prob
+    for _ in range(100):
+        ax = int(rng.integers(0, 3))
+        ins = [a for a in range(3) if a != ax]
+        if rng.random() < 0.5:
+            ins = ins[::-1]  # which in-plane axis is degraded
+        sl = [slice(None)] * 3
+        sl[ax] = int(rng.integers(0, vol.shape[ax]))
+        for a in ins:
+            st = int(rng.integers(0, max(1, vol.shape[a] - patch + 1)))
+            sl[a] = slice(st, st + patch)
+        plane = vol[tuple(sl)]
+        if ins[0] > ins[1]:
+            plane = plane.T
+        if plane.shape != (patch, patch):
+            continue
+        fg = float((plane > 0.05 * scale).mean())
+        if fg < 0.3 or (edge and fg > 0.9):
+            continue
+        img = np.ascontiguousarray(plane, np.float32) / scale * float(np.exp(rng.normal(0, 0.15)))
+        factor = float(rng.uniform(factor_min, factor_max))
+        profile = "box" if rng.random() < 0.6 else "gaussian"
+        low = degrade_axis(img, 0, factor, profile)
+        return low[None].astype(np.float32), img[None]
+    raise RuntimeError("no head plane found in 100 draws")
+
+
+__all__ = ["METHODS", "superres", "acquire_axis", "back_project", "degrade_axis", "resample_axis", "slice_axis", "training_pairs", "train_smore", "apply_planes", "synth_pair", "synth_head_pair"]

@@ -87,11 +87,11 @@ def search_mask(case, front: bool):
 
 #: The learned methods' model (``--learned-model``: a trained folder, before it is shipped); None: the registry's.
 LEARNED_MODEL: str | None = None
-#: The second stage of ``medcli learned+fpr`` (``--fpr-model``: a trained folder); True: the registry's.
-FPR_MODEL: str | bool = True
+#: The second stage of ``medcli learned+fpr`` (``--fpr-model``: a trained folder or hub name).
+FPR_MODEL: str | None = None
 
 
-def run_medcli(case, mask, method="log", model=None, mirror=None, second_stage=False):
+def run_medcli(case, mask, method="log", model=None, mirror=None, second_stage=None):
     task = "ct-lesion" if case.contrast == "ct" else "brain-lesion"
     model = model or (LEARNED_MODEL if method == "learned" else None)
     det = detect(case.image, task=task, method=method, mask=mask, threshold=FLOOR if method == "log" else LEARNED_FLOOR,
@@ -120,7 +120,15 @@ def run_skimage(case, mask, kind: str):
         im = x if pol > 0 else -x
         im = im - im.min()
         kw = dict(min_sigma=tuple(np.maximum(smin / sp, 0.7)), max_sigma=tuple(smax / sp), threshold=FLOOR, exclude_border=False)
-        blobs = blob_log(im, num_sigma=8, **kw) if kind == "log" else blob_dog(im, sigma_ratio=1.4, **kw)
+        # With subnormal floats flushed to zero (medcli's configure_torch, on once a learned method ran in this
+        # process) skimage's blob pruning crashes (a segmentation fault in _prune_blobs): off around skimage.
+        import torch
+
+        torch.set_flush_denormal(False)
+        try:
+            blobs = blob_log(im, num_sigma=8, **kw) if kind == "log" else blob_dog(im, sigma_ratio=1.4, **kw)
+        finally:
+            torch.set_flush_denormal(True)  # medcli's setting, for the methods that follow
         if not len(blobs):
             continue
         pos = blobs[:, :3].astype(int)
@@ -285,11 +293,13 @@ def main() -> int:
     ap.add_argument("--report", action="store_true", help="only write the report from the saved results")
     ap.add_argument("--time-1mm", action="store_true", help="also time the medcli methods on a whole 1 mm brain")
     ap.add_argument("--learned-model", help="model (name or trained folder) of the medcli learned methods (default: the registry's)")
-    ap.add_argument("--fpr-model", help="second stage (name or trained folder) of medcli learned+fpr (default: the registry's)")
+    ap.add_argument("--fpr-model", help="second stage (name or trained folder) of medcli learned+fpr (needed to run that method)")
     args = ap.parse_args()
     global LEARNED_MODEL, FPR_MODEL
     LEARNED_MODEL = args.learned_model
-    FPR_MODEL = args.fpr_model or True
+    FPR_MODEL = args.fpr_model
+    if "medcli learned+fpr" in args.methods and not args.report and FPR_MODEL is None:
+        ap.error("medcli learned+fpr needs --fpr-model (no second stage is shipped)")
     n_val, n_test = (8, 12) if args.quick else (8, 40)
     extra = []
     for item in args.extra:

@@ -129,3 +129,33 @@ def test_network_starts_as_the_first_stage_and_has_its_size():
     # At initialisation the correction is zero: the first stage's probability at the centre comes out.
     assert torch.allclose(torch.sigmoid(out[:, 0]), torch.tensor([0.02, 0.3, 0.9]), atol=1e-5)
     assert 1e5 < sum(p.numel() for p in net.parameters()) < 1e6
+
+
+def test_two_stage_detect_with_an_identity_second_stage(tmp_path):
+    """detect(second_stage=FOLDER): an untrained second stage (its correction is zero) keeps the first stage's finds."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from medcli.detect.api import detect
+    from medcli.detect.evaluate import Scan, match
+    from medcli.detect.synth import HELD_OUT, SPLIT_Y, lesion_case
+
+    torch.manual_seed(0)
+    save_file(fpr.FprNet3D().state_dict(), str(tmp_path / "model.safetensors"))
+    from medcli.train.engine import sha256_file
+
+    (tmp_path / "spec.json").write_text(json.dumps({"name": "fpr-identity", "task": "detection-fpr", "architecture": "fprnet3d",
+                                                    "params": {"in_channels": 7, "widths": [16, 24, 48, 64]},
+                                                    "sha256": sha256_file(tmp_path / "model.safetensors")}))
+    case = lesion_case(np.random.default_rng(4248), "flair", HELD_OUT, spacing=(2.0, 2.0, 2.0), n_lesions=6, y_range=(SPLIT_Y, 1e9))
+    ijk = np.indices(case.brain.shape).reshape(3, -1).T
+    mask = case.brain & (case.image.voxel_to_world(ijk)[:, 1].reshape(case.brain.shape) >= SPLIT_Y)
+    one = detect(case.image, task="brain-lesion", method="learned", mask=mask, threshold=0.2)
+    two = detect(case.image, task="brain-lesion", method="learned", mask=mask, threshold=0.2, second_stage=str(tmp_path))
+    assert two.findings.model["second_stage"]["name"] == "fpr-identity" and "second_stage" not in one.findings.model
+    big = [t for t in case.truth if t.diameter_mm >= 6]
+    hits = [len(match([Scan("x", d.findings.items, big)]).tp_scores) for d in (one, two)]
+    assert hits[1] >= hits[0] - 1 and hits[1] >= 2, hits
+    for f in two.findings.items:  # world centres and voxel indices agree
+        assert np.abs(case.image.voxel_to_world(f.voxel_ijk)[0] - f.center_ras).max() < 0.01

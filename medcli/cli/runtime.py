@@ -94,7 +94,14 @@ def configure_threads(threads: int | None) -> int:
 
 
 def configure_torch():
-    """Import torch with the process's thread count applied; returns the module."""
+    """Import torch with the process's thread count applied; returns the module.
+
+    It also flushes subnormal floats to zero in the calling thread (``torch.set_flush_denormal``), for
+    the rest of the process: a medcli command owns its process, so that is the whole run. Python code
+    that calls medcli's functions and then needs gradual underflow itself can switch it back with
+    ``torch.set_flush_denormal(False)``; scikit-image's ``blob_log`` crashed under it in
+    ``tests/benchmarks/bench_detect.py``, which does so around its peer's calls.
+    """
     import torch
 
     n = state.threads or default_threads()

@@ -202,7 +202,8 @@ def merge_rows(path: Path, rows: list[dict]) -> list[dict]:
     import json
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
+    # The lock lives outside the repository (one machine's processes share it), not next to the results.
+    with open(Path(tempfile.gettempdir()) / f"{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         merged = {r["case"]: r for r in (json.loads(path.read_text()) if path.exists() else [])}
         for r in rows:
@@ -218,6 +219,10 @@ def bench_cases(args) -> list[int]:
     if getattr(args, "cases", None):
         return [int(c) for c in args.cases.split(",")]
     return list(range(len(CASES))) if not args.quick else [0, 5]
+
+
+def heads_n(n: int) -> str:
+    return f"{n} head" + ("s" if n != 1 else "")
 
 
 #: The columns' order: medcli's default first, then its single models, then the peers.
@@ -248,7 +253,7 @@ def brain_section(rows: list[dict], threads: int) -> list[str]:
 
     def summary(n):
         got = [r[n] for r in rows if n in r]
-        cut = "" if len(got) == len(rows) else f" ({len(got)} heads)"
+        cut = "" if len(got) == len(rows) else f" ({heads_n(len(got))})"
         return f"**{min(h[0] for h in got):.4f}**{cut} | {np.mean([h[1] for h in got]):.1f}"
 
     lines.append("| **min Dice / mean CPU s** | " + " | ".join(summary(n) for n in names) + " |")
@@ -283,32 +288,28 @@ def targets(rows: list[dict]) -> list[str]:
         ratio = [r[default][1] / r[peer][1] for r in both]
         slowest = both[int(np.argmax(ratio))]["name"]
         mean = np.mean([r[default][1] for r in both]) / np.mean([r[peer][1] for r in both])
-        lines.append(f"* time per head at most one HD-BET fold's ({peer}, {len(both)} heads): default / fold CPU time "
+        lines.append(f"* time per head at most one HD-BET fold's ({peer}, {heads_n(len(both))}): default / fold CPU time "
                      f"**{max(ratio):.2f}x** at worst ({slowest}), {mean:.2f}x of the mean "
                      f"({'met' if max(ratio) <= 1 else 'missed'});")
     for peer in ("HD-BET 5 folds (original)", "medcli hd-bet 5 folds"):
         got = [r for r in rows if peer in r]
         if got:
-            lines.append(f"* peer {peer}: min Dice {min(r[peer][0] for r in got):.4f} over {len(got)} heads "
+            lines.append(f"* peer {peer}: min Dice {min(r[peer][0] for r in got):.4f} over {heads_n(len(got))} "
                          f"({', '.join(r['name'] for r in got)}); the default's min on those heads "
                          f"{min(r[default][0] for r in got):.4f}, at {np.mean([r[default][1] for r in got]) / np.mean([r[peer][1] for r in got]):.2f}x "
                          "its mean CPU time;")
     lines[-1] = lines[-1][:-1] + "."
 
-    def worst(n):
-        got = [r[n] for r in rows if n in r]
-        return f"{min(h[0] for h in got):.3f}" + ("" if len(got) == len(rows) else f" ({len(got)} heads)") if got else None
-
     fold = next((p for p in ("medcli hd-bet fold 0", "HD-BET fold 0 (original)") if all(p in r for r in rows)), None)
-    # Each peer once: the original package, or medcli's port of it (same masks, results/brain*.md) where the port ran
-    # on more heads.
+    # Each peer once per head: the original package where it ran there, else medcli's port of it (the same masks,
+    # results/brain*.md).
     peers = {}
     for label, names in (("deepbet", ("deepbet (original)", "medcli deepbet")),
                          ("HD-BET fold 0", ("HD-BET fold 0 (original)", "medcli hd-bet fold 0")),
                          ("HD-BET 5 folds", ("HD-BET 5 folds (original)", "medcli hd-bet 5 folds"))):
-        n = max(names, key=lambda n: sum(n in r for r in rows))
-        if worst(n):
-            peers[label] = f"{label} {worst(n)}"
+        got = [next(r[n] for n in names if n in r) for r in rows if any(n in r for n in names)]
+        if got:
+            peers[label] = f"{label} {min(h[0] for h in got):.3f}" + ("" if len(got) == len(rows) else f" ({heads_n(len(got))})")
     summary = (f"Summary (the README's row): {len(rows)} held-out synthetic skull-on heads (T1/T2/PD/FLAIR, 1-5 mm slices): "
                f"default min Dice **{dmin:.3f}**; peers' min Dice {', '.join(peers.values())}")
     if t1:

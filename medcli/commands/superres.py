@@ -20,7 +20,8 @@ PROFILES = ("box", "gaussian")
     "smore: trains a small 2D U-Net on the image's own in-plane slices degraded to the slice profile "
     "(--profile, --steps), then applies it to the cubic-upsampled volume in the two planes that contain the slice "
     "axis and averages them, starting from the learned network (under a minute of one CPU core for a brain). learned: "
-    "the same network pretrained on thick-slice degradations of the MNI T1 (about 30 s). Both end by making the result "
+    "the same network pretrained on thick-slice degradations of the MNI T1 and of synthetic heads with skull and scalp "
+    "(about 30 s). Both end by making the result "
     "consistent with the acquired slices (iterative back-projection). The output grid has voxel size --spacing and "
     "covers exactly the input's field of view. 4D images are processed volume by volume.",
     examples=[

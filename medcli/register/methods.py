@@ -118,7 +118,10 @@ def normalise(data: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         raise InputError("the image is constant: nothing to register")
     lo, hi = np.percentile(vals[:: max(1, vals.size // 200000)], [0.5, 99.5])
     if hi <= lo:
-        hi = lo + 1.0
+        # Scaled as any other image, a flat foreground lands at 0 with the background below it: no mass to centre
+        # on, a NaN transform and an all-zero output that exited 0.
+        raise InputError("the image has a single intensity over its background (a binary mask?): "
+                         "registration needs the anatomy's contrast")
     return (d - lo) / (hi - lo)
 
 

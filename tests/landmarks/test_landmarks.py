@@ -125,14 +125,14 @@ def test_bad_inputs():
 
 @pytest.mark.slow
 def test_non_head_image_is_refused():
-    """A box of constant intensity registers to nothing like the template: one clear error, no points."""
-    from medcli.errors import ProcessingError
+    """A box of constant intensity is refused in one clear error, no points: registration finds no anatomy in it."""
+    from medcli.errors import InputError
 
     t = template()
     x, y, z = np.mgrid[: t.shape[0], : t.shape[1], : t.shape[2]]
     c = np.array(t.shape) // 2
     box = ((abs(x - c[0]) < 20) & (abs(y - c[1]) < 25) & (abs(z - c[2]) < 22)).astype(np.float32) * 100
-    with pytest.raises(ProcessingError, match="does not match the afids template"):
+    with pytest.raises(InputError, match="single intensity over its background"):
         detect_atlas(t.with_data(box), load_set("afids"), skull="off", template=t, options=FAST)
 
 

@@ -65,6 +65,16 @@ def test_translation_recovered():
     assert res.stats["metric_after"] > res.stats["metric_before"]
 
 
+def test_binary_image_is_refused_in_one_line():
+    """A two-valued image (a mask given as an image) has no anatomy to register by: one clear error. It had been
+    scaled to foreground 0 and background below it, which gave a NaN transform and an all-zero output."""
+    a = np.diag([4.0, 4.0, 4.0, 1.0])
+    x = np.zeros((40, 44, 40), np.float32)
+    x[10:28, 12:32, 11:27] = 100.0
+    with pytest.raises(InputError, match="single intensity over its background"):
+        register(Image(np.roll(x, 2, 0), a), Image(x, a), kind="rigid", options=FAST)
+
+
 def test_rotation_recovered():
     fixed = sample("t1")
     B = rigid([6.0, -4.0, 5.0], [0, 0, 0])

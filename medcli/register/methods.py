@@ -110,18 +110,18 @@ def keep_freed_memory() -> None:
         pass
 
 
-def normalise(data: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Intensities scaled so that the 0.5th..99.5th percentile of the foreground spans 0..1."""
+def normalise(data: np.ndarray, mask: np.ndarray | None = None, source: str | None = None) -> np.ndarray:
+    """Intensities scaled so that the 0.5th..99.5th percentile of the foreground spans 0..1 (``source``: for errors)."""
     d = np.asarray(data, np.float32)
     vals = d[mask] if mask is not None else d[d > d.min()]
     if vals.size == 0:
-        raise InputError("the image is constant: nothing to register")
+        raise InputError("the image is constant: nothing to register", source)
     lo, hi = np.percentile(vals[:: max(1, vals.size // 200000)], [0.5, 99.5])
     if hi <= lo:
         # Scaled as any other image, a flat foreground lands at 0 with the background below it: no mass to centre
         # on, a NaN transform and an all-zero output that exited 0.
         raise InputError("the image has a single intensity over its background (a binary mask?): "
-                         "registration needs the anatomy's contrast")
+                         "registration needs the anatomy's contrast", source)
     return (d - lo) / (hi - lo)
 
 
@@ -446,8 +446,8 @@ def register(
     was_det = deterministic_algorithms(True)
     try:
         gen = torch.Generator().manual_seed(int(seed))
-        fn = normalise(fix.data, fixed_mask)
-        mn = normalise(mov.data, moving_mask)
+        fn = normalise(fix.data, fixed_mask, fix.meta.get("source"))
+        mn = normalise(mov.data, moving_mask, mov.meta.get("source"))
         if moving_mask is not None:
             mn = np.where(moving_mask, mn, 0.0).astype(np.float32)
         F, M = G.volume(fn, dev), G.volume(mn, dev)

@@ -453,6 +453,22 @@ def load_learned(model: str = LEARNED_MODEL, device=None):
 # -- training data for the learned model ---------------------------------------------------------
 
 
+def _random_plane_axes(rng: np.random.Generator) -> tuple[int, list[int]]:
+    """A training plane's normal axis and its two in-plane axes, the first of them the one to degrade."""
+    ax = int(rng.integers(0, 3))
+    ins = [a for a in range(3) if a != ax]
+    if rng.random() < 0.5:
+        ins = ins[::-1]
+    return ax, ins
+
+
+def _thick_slices(rng: np.random.Generator, img: np.ndarray, factor_min: float, factor_max: float) -> np.ndarray:
+    """``img`` degraded along its first axis by a random slice thickness and profile (box 60 %, else Gaussian)."""
+    factor = float(rng.uniform(factor_min, factor_max))
+    profile = "box" if rng.random() < 0.6 else "gaussian"
+    return degrade_axis(img, 0, factor, profile)
+
+
 def synth_pair(rng: np.random.Generator, patch: int = 64, factor_min: float = 3.0, factor_max: float = 7.0, deform: float = 3.0):
     """One 2D training pair for the ``learned`` network (``medcli train`` generator protocol).
 
@@ -475,10 +491,7 @@ def synth_pair(rng: np.random.Generator, patch: int = 64, factor_min: float = 3.
     m = int(np.ceil(deform)) + 2
     size = patch + 2 * m
     for _ in range(50):
-        ax = int(rng.integers(0, 3))
-        ins = [a for a in range(3) if a != ax]
-        if rng.random() < 0.5:
-            ins = ins[::-1]  # which in-plane axis is degraded
+        ax, ins = _random_plane_axes(rng)
         idx = int(rng.integers(1, shape[ax] - 1))
         st = {a: int(rng.integers(0, max(1, shape[a] - size + 1))) for a in ins}
         sl = [slice(None)] * 3
@@ -497,9 +510,7 @@ def synth_pair(rng: np.random.Generator, patch: int = 64, factor_min: float = 3.
             fg = img[b_ > 0.5]
             img = img / max(float(np.percentile(fg, 99)), 1e-6) if fg.size else img
         img = img * float(np.exp(rng.normal(0, 0.1)))
-        factor = float(rng.uniform(factor_min, factor_max))
-        profile = "box" if rng.random() < 0.6 else "gaussian"
-        low = degrade_axis(img, 0, factor, profile)
+        low = _thick_slices(rng, img, factor_min, factor_max)
         inner = (slice(m, m + patch), slice(m, m + patch))
         return low[inner][None].astype(np.float32), np.ascontiguousarray(img[inner])[None].astype(np.float32)
     raise RuntimeError("no brain plane found in 50 draws")
@@ -559,10 +570,7 @@ def synth_head_pair(
     vol, scale = _training_head(int(rng.integers(pool)), int(pool_seed))
     edge = rng.random() < edge_prob
     for _ in range(100):
-        ax = int(rng.integers(0, 3))
-        ins = [a for a in range(3) if a != ax]
-        if rng.random() < 0.5:
-            ins = ins[::-1]  # which in-plane axis is degraded
+        ax, ins = _random_plane_axes(rng)
         sl = [slice(None)] * 3
         sl[ax] = int(rng.integers(0, vol.shape[ax]))
         for a in ins:
@@ -577,9 +585,7 @@ def synth_head_pair(
         if fg < 0.3 or (edge and fg > 0.9):
             continue
         img = np.ascontiguousarray(plane, np.float32) / scale * float(np.exp(rng.normal(0, 0.15)))
-        factor = float(rng.uniform(factor_min, factor_max))
-        profile = "box" if rng.random() < 0.6 else "gaussian"
-        low = degrade_axis(img, 0, factor, profile)
+        low = _thick_slices(rng, img, factor_min, factor_max)
         return low[None].astype(np.float32), img[None]
     raise RuntimeError("no head plane found in 100 draws")
 

@@ -85,6 +85,12 @@ class Finding:
         return self.diameter_mm / 2.0
 
 
+def same_lesion(center_ras: np.ndarray, diameter: float, kept) -> bool:
+    """Whether a candidate lies within half the larger diameter of any ``(centre, diameter)`` already kept: the
+    suppression rule of the detectors' findings, in world mm."""
+    return any(np.linalg.norm(center_ras - c) < 0.5 * max(d, diameter) for c, d in kept)
+
+
 def sphere_box(center_ras: np.ndarray, diameter: float) -> np.ndarray:
     """The box of a sphere (used when a file gives only a centre and a diameter)."""
     c = np.asarray(center_ras, float)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medcli.detect.findings import Finding, sphere_box
+from medcli.detect.findings import Finding, same_lesion, sphere_box
 from medcli.detect.log import spacing_of
 
 #: Patch side (samples) and the sample spacing (mm) of each of its scales.
@@ -202,7 +202,7 @@ def rescore(model: nn.Module, source: PatchSource, found: list[Finding], floor: 
         f = found[int(i)]
         if p[i] < floor or f.diameter_mm < min_diameter:
             continue
-        if any(np.linalg.norm(f.center_ras - g.center_ras) < 0.5 * max(f.diameter_mm, g.diameter_mm) for g in out):
+        if same_lesion(f.center_ras, f.diameter_mm, ((g.center_ras, g.diameter_mm) for g in out)):
             continue
         f.score = float(p[i])
         out.append(f)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from medcli.detect.findings import Finding
+from medcli.detect.findings import Finding, same_lesion
 from medcli.detect.log import _subvoxel, normalise, spacing_of
 
 #: Network input range (normalised units).
@@ -145,7 +145,7 @@ def peaks_to_findings(heat: np.ndarray, sizes: np.ndarray, mask: np.ndarray, aff
         d = float(sizes[3][p])
         if d < min_diameter or d > max_diameter * 1.33:
             continue
-        if any(np.linalg.norm(c - kc) < 0.5 * max(kd, d) for kc, kd in kept):
+        if same_lesion(c, d, kept):
             continue
         half = 0.5 * np.abs(rot) @ size
         found.append(Finding(c, np.concatenate([c - half, c + half]), d, score, math.pi / 6 * d**3 / 1000.0, "lesion", ijk))

@@ -72,6 +72,41 @@ def test_fbp_of_a_disc_is_its_attenuation(beam):
         assert abs(fbp(sino, Projector(geo), name)[0].numpy()[r < 20].mean() - MU) < 0.005 * MU
 
 
+def _backproject_per_view(proj: Projector, sino: torch.Tensor) -> torch.Tensor:
+    """FBP back-projection the plain way: every view on its own, linear interpolation at each pixel centre."""
+    g = proj.geo
+    pad = torch.nn.functional.pad(sino.double(), (1, 1))
+    out = torch.zeros(sino.shape[0], proj.npix, dtype=torch.float64)
+    for v in range(g.views):
+        f = (g.detectors - 1) / 2 + 1 + (-proj._x.double() * np.sin(np.deg2rad(g.angles[v]))
+                                          + proj._y.double() * np.cos(np.deg2rad(g.angles[v]))) / g.detector_width
+        f = f.clamp(0, g.detectors + 0.999)
+        i0 = f.long()
+        out += torch.lerp(pad[:, v, i0], pad[:, v, i0 + 1], f - i0)
+    return out.reshape(sino.shape[0], *g.image_size)
+
+
+@pytest.mark.parametrize("size, angles", [
+    ((33, 33), np.arange(60) * 3.0),  # groups of four views (quarter turns and mirrors)
+    ((33, 33), np.arange(61) * 180 / 61),  # odd: mirrors only pair up
+    ((33, 24), np.arange(40) * 4.5),  # not square: mirrors only
+    ((30, 30), np.array([0, 90, 0, 45, 135, 30, 150, 60, 120, 10.0])),  # repeated and partly paired views
+    ((30, 30), np.sort(np.random.default_rng(0).uniform(0, 180, 17))),  # no symmetry: one view per group
+])
+def test_fast_fbp_backprojection_is_the_per_view_one(size, angles):
+    """The FBP back-projection that shares interpolation between symmetric views gives every view's own answer."""
+    from medcli.recon.ct.projector import _symmetric_groups
+
+    geo = replace(make_geometry(size, (0.7, 0.7), views=len(angles)), angles=angles)
+    groups, _ = _symmetric_groups(np.asarray(angles), size[0] == size[1])
+    assert sorted(groups[groups >= 0].tolist()) == list(range(len(angles)))  # every view exactly once
+    proj = Projector(geo)
+    sino = torch.rand(2, len(angles), geo.detectors, generator=torch.Generator().manual_seed(1)) - 0.5
+    ref = _backproject_per_view(proj, sino)
+    np.testing.assert_allclose(proj.backward(sino, fbp_weight=True).double().numpy(), ref.numpy(),
+                               atol=2e-5 * float(ref.abs().max()))
+
+
 def test_forward_projection_of_a_disc():
     geo = make_geometry((201, 201), (0.5, 0.5), views=8)
     x = (np.arange(201) - 100) * 0.5

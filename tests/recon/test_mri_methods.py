@@ -7,7 +7,7 @@ import pytest
 
 from medcli.recon.mri.formats import KSpace
 from medcli.recon.mri.learned import HELD_OUT
-from medcli.recon.mri.methods import Wavelet, dwt_matrix, reconstruct_mri
+from medcli.recon.mri.methods import Wavelet, reconstruct_mri
 from medcli.recon.mri.metrics import psnr, ssim
 from medcli.recon.mri.simulate import coil_maps, simulate_slices
 
@@ -26,16 +26,21 @@ def _scores(res, ref):
     return ssim(ref, x), psnr(ref, x)
 
 
-def test_wavelet_is_orthonormal():
+def test_wavelet_is_orthonormal_and_sparse_on_flat_patches():
     import torch
 
-    w = dwt_matrix(32)
-    np.testing.assert_allclose(w @ w.T, np.eye(32), atol=1e-10)
-    wav = Wavelet((32, 48), 3, "cpu", torch.complex64)
+    wav = Wavelet((32, 48), 3)
     x = torch.randn(2, 32, 48, dtype=torch.complex64)
     c = wav.forward(x)
+    assert c.dtype == x.dtype
     assert abs(float(c.norm() / x.norm()) - 1) < 1e-5
     assert float((wav.inverse(c) - x).abs().max()) < 1e-5
+    # Haar: an image constant on aligned 8 x 8 blocks has no detail at 3 levels, only the 4 x 6 coarse band.
+    blocks = torch.randn(1, 4, 6, dtype=torch.complex64).repeat_interleave(8, -2).repeat_interleave(8, -1)
+    c = wav.forward(blocks)
+    assert wav.coarse == (4, 6)
+    assert float(c[..., 4:, :].abs().max()) < 1e-5 and float(c[..., :, 6:].abs().max()) < 1e-5
+    np.testing.assert_allclose(c[0, :4, :6].numpy(), 8 * blocks[0, ::8, ::8].numpy(), rtol=1e-5)
 
 
 def test_espirit_finds_the_simulated_sensitivities(slice_4x):

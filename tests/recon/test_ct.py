@@ -307,6 +307,30 @@ def test_wider_fields_of_view_make_coarser_pixels():
     assert all(w > n for w, n in zip(wide, narrow))
 
 
+def test_vertex_slices_dense_skulls_and_scanner_pixels():
+    """Stage 4's training heads: vertex slices are small axial sections, a dense skull has no dark diploe,
+    and a scanner-like pixel is 1.5-2.2 mm whatever the object's size."""
+    from medcli.recon.ct.learned import _head_maps, _head_slice, synthetic_ct_slice
+
+    from scipy import ndimage
+
+    largest = (_head_maps()[3] > 0.5).sum((0, 1)).max()  # the largest axial brain section (pixels)
+
+    def inside_skull(img: np.ndarray) -> int:
+        return int((ndimage.binary_fill_holes(img > 300) & (img < 300)).sum())
+
+    for seed in range(3):
+        top = _head_slice(np.random.default_rng(seed), vertex_prob=1.0)
+        assert inside_skull(top) < 0.8 * largest  # a section of the top quarter of the brain
+        # same seed, same skull shape and table density: only the diploe differs, denser in the dense skull
+        plain, dense = (_head_slice(np.random.default_rng(seed), dense_prob=p) for p in (0.0, 1.0))
+        shell = (plain > 200) & (dense > 200)
+        assert shell.sum() > 100 and dense[shell].mean() > plain[shell].mean() + 100
+    kw = {"body_prob": 0.0, "fill_prob": 0.0, "random_prob": 0.0, "vertex_prob": 1.0}
+    pixels = [synthetic_ct_slice(np.random.default_rng(s), 128, coarse_prob=1.0, **kw)[1] for s in range(3)]
+    assert all(1.5 <= p <= 2.2 for p in pixels), pixels
+
+
 def test_learned_beats_fbp_on_a_held_out_slice(ct_slice):
     """60 views, 4096 photons on the real CT slice (the model saw only synthetic slices)."""
     from medcli.models import hub

@@ -56,37 +56,61 @@ def _head_maps() -> tuple[np.ndarray, ...]:
     return gm, wm, csf, brain
 
 
-def _head_slice(rng: np.random.Generator, clutter_prob: float = 0.0) -> np.ndarray:
-    """A head slice (HU) at 1 mm from the MNI tissue maps, with skull and scalp (and, at ``clutter_prob``, skull-base-like bone)."""
+def _head_slice(rng: np.random.Generator, clutter_prob: float = 0.0, vertex_prob: float = 0.0,
+                dense_prob: float = 0.0) -> np.ndarray:
+    """A head slice (HU) at 1 mm from the MNI tissue maps, with skull and scalp.
+
+    Args:
+        rng: The random source.
+        clutter_prob: Probability of skull-base-like bone and air clutter (:func:`_clutter`).
+        vertex_prob: Probability of an axial slice from the top quarter of the brain (the vertex), where
+            the skull is cut obliquely and the head is small in its field of view; otherwise any slice
+            of the middle 70 % of the volume along a random axis.
+        dense_prob: Probability of a dense skull, one band of bone: diploe at 0.6-1.0 of the tables' density
+            instead of 300-700 HU. At 1.7-2 mm pixels a real skull's tables and diploe blend into one band;
+            2.1.0, trained on two tables around a dark diploe only, drew two tables into it.
+    """
     from scipy import ndimage
 
     gm, wm, csf, brain = _head_maps()
     axis = int(rng.choice([2, 2, 2, 1, 0]))
     lo, hi = int(0.15 * brain.shape[axis]), int(0.85 * brain.shape[axis])
     k = int(rng.integers(lo, hi))
+    # drawn only when asked (like the clutter), so that the earlier recipes' banks stay reproducible
+    vertex = vertex_prob > 0 and rng.random() < vertex_prob
+    if vertex:
+        axis = 2
+        zs = np.flatnonzero((brain > 0.5).any(axis=(0, 1)))
+        k = int(zs[0] + rng.uniform(0.75, 0.98) * (zs[-1] - zs[0]))
     g, w, c, b = (np.take(v, k, axis=axis).astype(np.float32) for v in (gm, wm, csf, brain))
     b = b > 0.5
     hu = g * rng.uniform(35, 45) + w * rng.uniform(22, 32) + c * rng.uniform(0, 15)
     hu += ndimage.gaussian_filter(rng.normal(0, rng.uniform(0, 6), hu.shape), 1.0)
-    outside = ndimage.distance_transform_edt(~ndimage.binary_fill_holes(b))
+    inner = ndimage.binary_fill_holes(b)
+    if vertex:  # the skull over the vertex is smooth: it does not follow the gyri, CSF fills the sulci
+        inner = ndimage.gaussian_filter(inner.astype(np.float32), 4.0) > 0.4
+    outside = ndimage.distance_transform_edt(~inner)
     t_in, t_dip, t_out = rng.uniform(1.2, 2.5), rng.uniform(1.5, 5), rng.uniform(1.2, 2.5)
     skull = t_in + t_dip + t_out
     scalp = rng.uniform(3, 9)
     img = np.full(hu.shape, -1000.0, np.float32)
     img[b] = hu[b]
-    csf_rim = (outside > 0) & (outside <= 1.5)
+    csf_rim = ((outside > 0) & (outside <= 1.5)) | (inner & ~b)
     img[csf_rim] = rng.uniform(0, 15)
     bone = rng.uniform(1000, 1800)
+    dip_lo, dip_hi = 300.0, 700.0
+    if dense_prob > 0 and rng.random() < dense_prob:
+        dip_lo, dip_hi = 0.6 * bone, bone
     img[(outside > 1.5) & (outside <= 1.5 + t_in)] = bone
     dip = (outside > 1.5 + t_in) & (outside <= 1.5 + t_in + t_dip)
-    img[dip] = rng.uniform(300, 700) + rng.normal(0, 60, int(dip.sum()))
+    img[dip] = rng.uniform(dip_lo, dip_hi) + rng.normal(0, 60, int(dip.sum()))
     img[(outside > 1.5 + t_in + t_dip) & (outside <= 1.5 + skull)] = bone * rng.uniform(0.8, 1.0)
     soft = (outside > 1.5 + skull) & (outside <= 1.5 + skull + scalp)
     img[soft] = rng.uniform(20, 60)
     fat = soft & (outside > 1.5 + skull + scalp * rng.uniform(0.3, 0.7))
     img[fat] = rng.uniform(-120, -60)
-    # drawn only when asked: the stage-1 bank (clutter_prob 0) stays reproducible
-    for _ in range(int(rng.integers(0, 4)) if clutter_prob > 0 and rng.random() < clutter_prob else 0):
+    # drawn only when asked: the stage-1 bank (clutter_prob 0) stays reproducible; no skull base at the vertex
+    for _ in range(int(rng.integers(0, 4)) if clutter_prob > 0 and not vertex and rng.random() < clutter_prob else 0):
         _clutter(rng, img, _clutter_region(rng, img, (outside > 1.5) & (outside <= 1.5 + skull)))
     return img
 
@@ -196,7 +220,8 @@ def _random_slice(rng: np.random.Generator, n: int = 256, clutter_prob: float = 
 
 def synthetic_ct_slice(rng: np.random.Generator, size: int = 128, body_prob: float = 0.3, fill_prob: float = 0.3,
                        random_prob: float = 0.3, clutter_prob: float = 0.0, fov_max: float = 1.25,
-                       holder_prob: float = 0.0) -> tuple[np.ndarray, float]:
+                       holder_prob: float = 0.0, vertex_prob: float = 0.0, dense_prob: float = 0.0,
+                       coarse_prob: float = 0.0) -> tuple[np.ndarray, float]:
     """One CT-like slice in HU on a ``size`` x ``size`` grid, and its pixel size (mm).
 
     Args:
@@ -210,6 +235,11 @@ def synthetic_ct_slice(rng: np.random.Generator, size: int = 128, body_prob: flo
             random slices.
         fov_max: The largest field of view, as a multiple of the object's extent (the smallest is 1.02).
         holder_prob: Probability of a head holder or table in the air beside the object (:func:`_holder`).
+        vertex_prob: Probability that a head slice comes from the vertex (:func:`_head_slice`).
+        dense_prob: Probability that a head's skull is one dense band (:func:`_head_slice`).
+        coarse_prob: Probability that an object that fits the grid gets a scanner-like pixel of 1.5-2.2 mm
+            (a head protocol's 220-280 mm field of view) whatever its size, instead of a field of view
+            proportional to it: a small vertex slice then sits in a field of view twice its size.
     """
     from scipy import ndimage
 
@@ -219,13 +249,15 @@ def synthetic_ct_slice(rng: np.random.Generator, size: int = 128, body_prob: flo
     elif u < body_prob + random_prob:
         src, src_mm = _random_slice(rng, clutter_prob=clutter_prob), 1.0
     else:
-        src, src_mm = _head_slice(rng, clutter_prob), 1.0
+        src, src_mm = _head_slice(rng, clutter_prob, vertex_prob, dense_prob), 1.0
     obj = np.argwhere(src > -500)
     lo, hi = obj.min(0), obj.max(0)
     extent = float(max(hi - lo)) * src_mm
     inside = rng.random() < fill_prob
     fov = extent * (rng.uniform(0.3, 0.7) if inside else rng.uniform(1.02, fov_max))
     pixel = fov / size
+    if coarse_prob > 0 and not inside and rng.random() < coarse_prob:
+        pixel = max(rng.uniform(1.5, 2.2), 1.02 * extent / size)
     centre = (lo + hi) / 2 + rng.normal(0, 0.05, 2) * (hi - lo)
     th = rng.uniform(0, 2 * np.pi)
     rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])

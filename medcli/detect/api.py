@@ -38,10 +38,6 @@ MODELS = {"brain-lesion": "detect-lesion", "ct-lesion": "detect-lesion"}
 #: Default thresholds of the learned model: about one false positive per scan on the validation cases
 #: (tests/benchmarks/bench_detect.py, behind the anatomy split; detect-lesion 1.1.0: 0.411 brain, 0.450 CT).
 LEARNED_THRESHOLD = {"brain-lesion": 0.41, "ct-lesion": 0.45}
-#: Default threshold of the learned detector with a second stage (``second_stage``, :mod:`medcli.detect.fpr`): none is
-#: shipped (the one trained in session 6 ranked worse than the first stage alone, tests/benchmarks/results/detect.md),
-#: so a probability of one half.
-FPR_THRESHOLD = 0.5
 #: Default method per task: the one with the higher CPM on the held-out benchmark
 #: (tests/benchmarks/results/detect.md: brain learned 0.387 vs log 0.314; CT log 0.397 vs learned 0.304).
 DEFAULT_METHOD = {"brain-lesion": "learned", "ct-lesion": "log", "blob": "log"}
@@ -105,18 +101,10 @@ def learned_detector(model: str):
     return LearnedDetector(model)
 
 
-@lru_cache(maxsize=2)
-def second_stage_model(model: str):
-    """The second stage's classifier, loaded once per process."""
-    from medcli.detect.fpr import Rescorer
-
-    return Rescorer(model)
-
-
 def detect(image: Image, task: str = "brain-lesion", method: str | None = None, mask: np.ndarray | None = None,
            threshold: float | None = None, max_findings: int | None = 50, min_diameter: float = 2.0,
            max_diameter: float = 40.0, heatmap: bool = False, settings: LogSettings | None = None,
-           model: str | None = None, mirror: bool | None = None, second_stage: str | None = None) -> Detection:
+           model: str | None = None, mirror: bool | None = None, bilateral: bool = True) -> Detection:
     """Detect focal lesions in a 3D image.
 
     Args:
@@ -130,8 +118,8 @@ def detect(image: Image, task: str = "brain-lesion", method: str | None = None, 
         heatmap: Also make the score map.
         model: Hub name or folder of the learned model (default: :data:`MODELS` of the task).
         mirror: Test-time left-right mirroring of the learned model (default: its spec's choice).
-        second_stage: Hub name or folder of a second-stage model (:mod:`medcli.detect.fpr`) that re-scores the
-            learned model's candidates; None: the first stage alone.
+        bilateral: ``learned``: scores multiplied by the findings' left-right asymmetry (:mod:`medcli.detect.symmetry`:
+            anatomy with a twin across the midline is scored down); False: the network's heatmap scores.
 
     Raises:
         InputError: an empty mask, a non-3D image.
@@ -163,7 +151,7 @@ def detect(image: Image, task: str = "brain-lesion", method: str | None = None, 
     work = data.astype(np.float32)
     if method == "learned":
         return _detect_learned(image, work, mask, task, model or MODELS[task], threshold, max_findings, min_diameter,
-                               max_diameter, heatmap, mirror, second_stage)
+                               max_diameter, heatmap, mirror, bilateral)
     if task == "ct-lesion":
         work = np.clip(work, *CT_WINDOW)
     s = replace(settings or LogSettings(), min_diameter=min_diameter, max_diameter=max_diameter)
@@ -178,29 +166,14 @@ def detect(image: Image, task: str = "brain-lesion", method: str | None = None, 
 
 def _detect_learned(image: Image, work: np.ndarray, mask: np.ndarray, task: str, model: str, threshold: float | None,
                     max_findings: int | None, min_diameter: float, max_diameter: float, heatmap: bool,
-                    mirror: bool | None, fpr: str | None = None) -> Detection:
+                    mirror: bool | None, bilateral: bool = True) -> Detection:
     from scipy import ndimage
 
     net = learned_detector(str(model))
-    ct = task == "ct-lesion"
+    thr = LEARNED_THRESHOLD.get(task, 0.3) if threshold is None else float(threshold)
+    found, heat, aff = net(work, image.affine, mask, task == "ct-lesion", CT_WINDOW, thr, max_findings, min_diameter, max_diameter,
+                           mirror, bilateral)
     model_info = {"name": net.name, "sha256": net.sha256}
-    if fpr is None:
-        thr = LEARNED_THRESHOLD.get(task, 0.3) if threshold is None else float(threshold)
-        found, heat, aff = net(work, image.affine, mask, ct, CT_WINDOW, thr, max_findings, min_diameter, max_diameter, mirror)
-    else:
-        # Two stages: many first-stage candidates (and fine blobs), re-scored on 1/2/4 mm patches.
-        from medcli.detect import fpr as stage2
-        from medcli.detect.log import normalise
-
-        thr = FPR_THRESHOLD if threshold is None else float(threshold)
-        found, heat, aff = net(work, image.affine, mask, ct, CT_WINDOW, stage2.STAGE1_FLOOR, stage2.STAGE1_MAX, min_diameter,
-                               max_diameter, mirror)
-        x = normalise(np.clip(work, *CT_WINDOW) if ct else work, mask)
-        fine = [f for f in stage2.fine_blobs(x, mask, image.affine) if f.diameter_mm >= min_diameter]
-        rescorer = second_stage_model(str(fpr))
-        found = stage2.rescore(rescorer.net, stage2.PatchSource(x, mask, image.affine, (heat, aff)), stage2.candidates(found, fine), thr,
-                               max_findings, min_diameter)
-        model_info["second_stage"] = {"name": rescorer.name, "sha256": rescorer.sha256}
     for f in found:
         f.voxel_ijk = image.world_to_voxel(f.center_ras)[0]
     labels = outline_labels(found, image, mask)

@@ -11,7 +11,9 @@ Findings are the heatmap's local maxima inside the mask (3x3x3 maximum),
 refined to sub-voxel positions, suppressed in world millimetres (a weaker peak
 within half the predicted diameter of a stronger one is the same lesion), and
 boxed by the regressed sizes: the box along the grid's axes, its world extent
-the axis-aligned box around it.
+the axis-aligned box around it. Their scores are then multiplied by their
+left-right asymmetry (:mod:`medcli.detect.symmetry`): normal anatomy that looks
+like a lesion (the temporal horns' tips) has a twin across the midline.
 """
 
 from __future__ import annotations
@@ -180,13 +182,22 @@ class LearnedDetector:
 
     def __call__(self, data: np.ndarray, affine: np.ndarray, mask: np.ndarray, ct: bool, window: tuple[float, float],
                  floor: float, max_findings: int | None = None, min_diameter: float = 0.0, max_diameter: float = float("inf"),
-                 mirror: bool | None = None) -> tuple[list[Finding], np.ndarray, np.ndarray]:
-        """Findings (with ``voxel_ijk`` on the model grid), the heatmap and the model grid's affine."""
+                 mirror: bool | None = None, bilateral: bool = True) -> tuple[list[Finding], np.ndarray, np.ndarray]:
+        """Findings (with ``voxel_ijk`` on the model grid), the heatmap and the model grid's affine.
+
+        ``bilateral``: scores multiplied by the findings' left-right asymmetry (:func:`medcli.detect.symmetry.rescore`),
+        before ``floor`` and ``max_findings`` apply; False: the heatmap's scores as they are.
+        """
         img, aff, m = to_model_grid(data, affine, mask, self.spacing)
         if not m.any():
             m = np.zeros_like(m)
             return [], np.zeros(img.shape, np.float32), aff
         x = model_input(img, m, ct, window, self.channels, self.spacing)
         heat, sizes = predict_maps(self.net, x, self.device, self.mirror if mirror is None else mirror)
-        found = peaks_to_findings(heat, sizes, m, aff, floor, max_findings, min_diameter, max_diameter)
-        return found, heat, aff
+        if not bilateral:
+            return peaks_to_findings(heat, sizes, m, aff, floor, max_findings, min_diameter, max_diameter), heat, aff
+        from medcli.detect.symmetry import rescore
+
+        found = rescore(peaks_to_findings(heat, sizes, m, aff, floor, None, min_diameter, max_diameter), x[0], m, aff)
+        found = [f for f in found if f.score >= floor]
+        return found[:max_findings] if max_findings is not None else found, heat, aff

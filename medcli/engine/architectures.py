@@ -22,7 +22,6 @@ ARCHITECTURES: dict[str, str] = {
     "plane-classifier": "medcli.engine.classify:PlaneClassifier",
     "landmark-match": "medcli.landmarks.learned:MatchNet",
     "centernet3d": "medcli.detect.net:CenterNet3D",
-    "fprnet3d": "medcli.detect.fpr:FprNet3D",
 }
 
 

@@ -454,8 +454,7 @@ def task_hooks(recipe: dict[str, Any], validate: bool) -> TaskHooks:
 
     Segmentation and regression: the recipe's generator and a loss of :mod:`medcli.train.losses`;
     registration and landmarks: the same batches with their own loss and validation; detection:
-    :func:`medcli.train.detection.task_hooks` (its own targets, loss and whole-volume validation);
-    detection-fpr: :func:`medcli.train.detection.fpr_task_hooks` (the detector's second stage).
+    :func:`medcli.train.detection.task_hooks` (its own targets, loss and whole-volume validation).
 
     Raises:
         UsageError: an unknown loss.
@@ -468,10 +467,6 @@ def task_hooks(recipe: dict[str, Any], validate: bool) -> TaskHooks:
         from medcli.train.detection import task_hooks as detection_hooks
 
         return detection_hooks(recipe, validate)
-    if task == "detection-fpr":  # the detector's second stage: candidate patches in, a lesion logit out
-        from medcli.train.detection import fpr_task_hooks
-
-        return fpr_task_hooks(recipe, validate)
     make_loss, validator_cls = losses.make_loss, Validator
     if task == "registration":  # image pairs in, a velocity field out
         from medcli.train import registration

@@ -6,8 +6,9 @@ from :mod:`medcli.detect.synth` (long-tailed sizes 2-40 mm; ellipsoid, lobulated
 irregular; rims, necrotic cores, oedema; hypo- or hyperintense whatever the
 tissue) and vessel mimics (sulci and ventricles are in the anatomy).
 
-``medcli learned+fpr`` is the learned detector with its second stage (:mod:`medcli.detect.fpr`: the
-first stage's candidates and fine blobs re-scored on 1/2/4 mm patches); ``medcli learned`` the first stage alone.
+``medcli learned`` is the default learned detector: heatmap peaks re-scored by their left-right asymmetry
+(:mod:`medcli.detect.symmetry`); ``medcli learned one-sided`` the same network's heatmap scores alone
+(``detect(..., bilateral=False)``, the detector of sessions 5-6).
 
 * validation: generator defaults, seeds 1000+, used to set each method's
   threshold at 1 false positive per scan; lesions and search region behind
@@ -87,15 +88,13 @@ def search_mask(case, front: bool):
 
 #: The learned methods' model (``--learned-model``: a trained folder, before it is shipped); None: the registry's.
 LEARNED_MODEL: str | None = None
-#: The second stage of ``medcli learned+fpr`` (``--fpr-model``: a trained folder or hub name).
-FPR_MODEL: str | None = None
 
 
-def run_medcli(case, mask, method="log", model=None, mirror=None, second_stage=None):
+def run_medcli(case, mask, method="log", model=None, mirror=None, bilateral=True):
     task = "ct-lesion" if case.contrast == "ct" else "brain-lesion"
     model = model or (LEARNED_MODEL if method == "learned" else None)
     det = detect(case.image, task=task, method=method, mask=mask, threshold=FLOOR if method == "log" else LEARNED_FLOOR,
-                 max_findings=60, model=model, mirror=mirror, second_stage=second_stage if method == "learned" else None)
+                 max_findings=60, model=model, mirror=mirror, bilateral=bilateral)
     return det.findings.items
 
 
@@ -169,7 +168,7 @@ def time_1mm(methods: list[str]) -> dict[str, float]:
 
 RUNNERS = {
     "medcli learned": lambda c, m: run_medcli(c, m, "learned", mirror=False),
-    "medcli learned+fpr": lambda c, m: run_medcli(c, m, "learned", mirror=False, second_stage=FPR_MODEL),
+    "medcli learned one-sided": lambda c, m: run_medcli(c, m, "learned", mirror=False, bilateral=False),
     "medcli learned+mirror": lambda c, m: run_medcli(c, m, "learned", mirror=True),
     "medcli log": run_medcli,
     "skimage blob_log": lambda c, m: run_skimage(c, m, "log"),
@@ -293,13 +292,9 @@ def main() -> int:
     ap.add_argument("--report", action="store_true", help="only write the report from the saved results")
     ap.add_argument("--time-1mm", action="store_true", help="also time the medcli methods on a whole 1 mm brain")
     ap.add_argument("--learned-model", help="model (name or trained folder) of the medcli learned methods (default: the registry's)")
-    ap.add_argument("--fpr-model", help="second stage (name or trained folder) of medcli learned+fpr (needed to run that method)")
     args = ap.parse_args()
-    global LEARNED_MODEL, FPR_MODEL
+    global LEARNED_MODEL
     LEARNED_MODEL = args.learned_model
-    FPR_MODEL = args.fpr_model
-    if "medcli learned+fpr" in args.methods and not args.report and FPR_MODEL is None:
-        ap.error("medcli learned+fpr needs --fpr-model (no second stage is shipped)")
     n_val, n_test = (8, 12) if args.quick else (8, 40)
     extra = []
     for item in args.extra:

@@ -64,8 +64,8 @@ def _head_slice(rng: np.random.Generator, clutter_prob: float = 0.0, vertex_prob
         rng: The random source.
         clutter_prob: Probability of skull-base-like bone and air clutter (:func:`_clutter`).
         vertex_prob: Probability of an axial slice from the top quarter of the brain (the vertex), where
-            the skull is cut obliquely and the head is small in its field of view; otherwise any slice
-            of the middle 70 % of the volume along a random axis.
+            the skull is cut obliquely (1.2-2.5x wider in the slice) and the head is small in its field
+            of view; otherwise any slice of the middle 70 % of the volume along a random axis.
         dense_prob: Probability of a dense skull, one band of bone: diploe at 0.6-1.0 of the tables' density
             instead of 300-700 HU. At 1.7-2 mm pixels a real skull's tables and diploe blend into one band;
             2.1.0, trained on two tables around a dark diploe only, drew two tables into it.
@@ -91,6 +91,8 @@ def _head_slice(rng: np.random.Generator, clutter_prob: float = 0.0, vertex_prob
         inner = ndimage.gaussian_filter(inner.astype(np.float32), 4.0) > 0.4
     outside = ndimage.distance_transform_edt(~inner)
     t_in, t_dip, t_out = rng.uniform(1.2, 2.5), rng.uniform(1.5, 5), rng.uniform(1.2, 2.5)
+    if vertex:  # cut obliquely, the skull over the vertex is wider in the slice than it is thick
+        t_in, t_dip, t_out = np.array([t_in, t_dip, t_out]) * rng.uniform(1.2, 2.5)
     skull = t_in + t_dip + t_out
     scalp = rng.uniform(3, 9)
     img = np.full(hu.shape, -1000.0, np.float32)

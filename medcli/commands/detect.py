@@ -141,7 +141,8 @@ def eval_cli(
     "center_ras_mm, center_lps_mm, box_ras_mm [xmin,ymin,zmin,xmax,ymax,zmax], size_mm, diameter_mm, volume_ml, "
     "score, label, voxel_ijk; image name, shape, affine, sha256), .csv (LUNA16: seriesuid,coordX,coordY,coordZ,"
     "probability in LPS, diameter_mm), .mrk.json (3D Slicer ROI boxes), .fcsv (centres). An image without findings "
-    "writes a valid empty file. Scores are the method's own (learned: heatmap probability; log: normalised contrast); "
+    "writes a valid empty file. Scores are the method's own (learned: heatmap probability, scaled down (to 0.2x) "
+    "for a finding with a twin across the midline, as normal anatomy has; log: normalised contrast); "
     "the default --threshold of each is set on validation scans at about 1 false positive per scan.",
     examples=[
         ("Lesions of a FLAIR, Slicer boxes", "medcli detect flair.nii.gz --task brain-lesion -o lesions.mrk.json --qc lesions.png"),

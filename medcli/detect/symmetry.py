@@ -111,27 +111,37 @@ def _shell(inner: float, outer: float) -> np.ndarray:
     return g[np.linalg.norm(g, axis=1) >= inner]
 
 
+def _thin(pts: np.ndarray, n: int = 400) -> np.ndarray:
+    """At most ``n`` of the points, evenly spread through the list (a large lesion's ball has thousands: a mean
+    or median of 400 is as good, and the twin search samples them at 27 positions)."""
+    return pts[:: max(1, int(np.ceil(len(pts) / n)))]
+
+
 def asymmetry(x: np.ndarray, affine: np.ndarray, plane: Plane, centres: np.ndarray, diameters: np.ndarray) -> np.ndarray:
-    """Per candidate: |core - best mirror core| / |core - surroundings| (inf on the midline: no evidence).
+    """Per candidate: how unlike its best mirror twin it is, in units of its own contrast (inf: no evidence).
 
     ``x`` is the normalised image on the grid of ``affine``; centres (N, 3) in world mm, diameters in mm.
-    The core is the ball of half the radius (at least 1.5 mm); the surroundings the shell from 1 mm to
-    ``max(2, r/2)`` mm beyond the radius.
+    The core is the ball of half the radius (at least 1.5 mm), the surroundings the shell from 1 mm to
+    ``max(2, r/2)`` mm beyond the radius. A twin must match both, core and surroundings, at one of the mirror
+    positions within :data:`TOLERANCE_MM`: ``min (|core - twin core| + |shell - twin shell|) / |core - shell|``.
+    (Matching the core alone let a lesion as bright as the white matter find "its twin" in the normal white
+    matter next to its mirror position.) A candidate whose twin search could reach into itself (within
+    ``0.75 r + 3.5`` mm of the plane: a lesion on or near the midline) has no evidence either way.
     """
     tol = np.mgrid[-1:2, -1:2, -1:2].reshape(3, -1).T * TOLERANCE_MM
     out = np.full(len(centres), np.inf)
     for i, (c, d) in enumerate(zip(np.asarray(centres, float).reshape(-1, 3), diameters)):
         r = max(float(d) / 2, 1.0)
-        mirror = plane.reflect(c[None])[0]
-        if np.linalg.norm(mirror - c) < r + 2.0:
+        if abs(float((c - plane.point) @ plane.normal)) < 0.75 * r + 3.5:
             continue
-        core = _ball(max(0.5 * r, 1.5))
-        shell = _shell(r + 1.0, r + 1.0 + max(2.0, 0.5 * r))
+        core = _thin(_ball(max(0.5 * r, 1.5)))
+        shell = _thin(_shell(r + 1.0, r + 1.0 + max(2.0, 0.5 * r)))
         xc = float(_sample(x, affine, c + core).mean())
         xs = float(np.median(_sample(x, affine, c + shell)))
-        base = plane.reflect(c + core)
-        twin = _sample(x, affine, (base[None] + tol[:, None]).reshape(-1, 3)).reshape(len(tol), -1).mean(1)
-        out[i] = float(np.min(np.abs(twin - xc))) / max(abs(xc - xs), 1e-3)
+        mc = plane.reflect(c[None])[0]
+        twin_c = _sample(x, affine, (mc + core[None] + tol[:, None]).reshape(-1, 3)).reshape(len(tol), -1).mean(1)
+        twin_s = np.median(_sample(x, affine, (mc + shell[None] + tol[:, None]).reshape(-1, 3)).reshape(len(tol), -1), axis=1)
+        out[i] = float(np.min(np.abs(twin_c - xc) + np.abs(twin_s - xs))) / max(abs(xc - xs), 1e-3)
     return out
 
 

@@ -258,7 +258,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer slices (a smoke run)")
     ap.add_argument("--skip-learned", action="store_true", help="no learned rows (the model is still training)")
     ap.add_argument("--reuse", action="store_true", help="reuse the cached classical and peer results; recompute learned")
-    ap.add_argument("--redo", nargs="*", default=[], help="with --reuse: medcli methods to recompute (e.g. sense)")
+    ap.add_argument("--redo", nargs="*", default=[], help="with --reuse: medcli methods to recompute (e.g. sense); they replace the cached rows")
     ap.add_argument("--model", default=None, help="learned model (hub name or run folder; default: the registered recon-mri)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_recon_mri_"))
@@ -313,6 +313,8 @@ def main() -> None:
                 ours = run_medcli(ks, only=args.redo)
                 for m in args.redo:
                     entries[m] = {**entries[m], "o": best_of(ours, ref, m)}  # None: medcli refused (reported on stderr)
+                cache[key] = entries  # a later --reuse pass keeps the recomputed rows (e.g. after a change to cs)
+                CACHE.write_text(json.dumps(cache))
             if not args.skip_learned:
                 entries["learned"] = {"o": best_of(run_medcli(ks, learned_only=True, model=args.model), ref, "learned"), "s": None, "b": None}
             for mname, e in entries.items():

@@ -44,8 +44,11 @@ from medcli.landmarks.atlas import (
     Detection,
     check_head,
     check_image,
+    check_tissue,
     found,
+    spacing,
     subject_mask,
+    warped_mask,
 )
 from medcli.landmarks.sets import LandmarkSet
 
@@ -191,19 +194,6 @@ def sample_patches(data: np.ndarray, affine: np.ndarray, to_subject: Callable[[n
     return vals.reshape(len(centres), patch, patch, patch).astype(np.float32)
 
 
-def warped_mask(image: Image, mask: np.ndarray | None, chain: Any, template: Image) -> np.ndarray | None:
-    """The subject's brain mask carried onto the template's grid through ``chain`` (``None`` without a mask).
-
-    Only the affine start's head check uses it: through the atlas method's diffeomorphic chain on the 1 mm
-    template the warp costs seconds, and after that registration the check is far from its threshold.
-    """
-    if mask is None:
-        return None
-    from medcli.register.transforms import warp_image
-
-    return np.asarray(warp_image(image.with_data(mask.astype(np.float32)), chain, template).data) >= 0.5
-
-
 def load_model(device: Any = "cpu"):
     """The hub's landmark model (weights checked by sha256) and its spec, in eval mode."""
     from medcli.models import hub
@@ -286,11 +276,13 @@ def detect_learned(
     tmpl = template if template is not None else io.read(lset.template)
     opts = Options(**(AFFINE if mask is not None else AFFINE_NO_MASK))
     res = register(image, tmpl, kind="affine", moving_mask=mask, seed=seed, device=device, options=opts, log=log)
-    rho = check_head(np.asarray(tmpl.data, np.float32), np.asarray(res.warped.data, np.float32), lset, src,
-                     warped_mask(image, mask, res.chain, tmpl))
+    t_data, w_data = np.asarray(tmpl.data, np.float32), np.asarray(res.warped.data, np.float32)
+    w_mask = warped_mask(image, mask, res.chain, tmpl)
+    eta = check_tissue(t_data, w_data, lset, src, w_mask, spacing(tmpl))
+    rho = check_head(t_data, w_data, lset, src, w_mask)
     data = np.asarray(image.data, np.float32)
     ref = reference_patches(reference if reference is not None else io.read(lset.template), lset.points.ras)
     pos, conf = refine(net, data, image.affine, res.chain.transform_points, lset.points.ras, ref, device=device)
     pts = found(image, lset, res.chain.transform_points(pos), conf, warnings)
-    stats = dict(res.stats, head_correlation=round(rho, 4), model=f"{spec.get('name', MODEL)} {spec.get('version', '')}".strip())
+    stats = dict(res.stats, head_correlation=round(rho, 4), tissue_match=round(eta, 4), model=f"{spec.get('name', MODEL)} {spec.get('version', '')}".strip())
     return Detection(points=pts, warnings=warnings, stats=stats)

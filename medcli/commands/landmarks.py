@@ -79,8 +79,8 @@ def eval_cli(
     "offsets of about 1 mm between the two spaces are included in the error. --method learned: an affine "
     "registration (4 and 2 mm) then the landmarks-afids network refines each landmark by matching a 30 mm patch of the "
     "subject with the template's (about 3x faster than atlas; less precise on skull-stripped known warps of the "
-    "template: 0.6-1.1 vs 0.4-0.6 mm; confidence = heatmap mass within 3 mm). --method auto (default) uses learned on a "
-    "head with its skull (it measured better there: 0.91 vs 1.24 mm and 1.01 vs 2.58 mm on held-out synthetic "
+    "template: 0.5-1.05 vs 0.34-0.58 mm; confidence = heatmap mass within 3 mm). --method auto (default) uses learned on a "
+    "head with its skull (it measured better there: 0.76 vs 1.24 mm and 0.85 vs 2.58 mm on held-out synthetic "
     "skull-on heads) and atlas otherwise, or when --mask gives the brain. "
     "'medcli landmarks eval PRED TRUTH' gives radial errors.",
     examples=[

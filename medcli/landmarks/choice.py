@@ -1,7 +1,8 @@
 """Which landmark method fits an image (``--method auto``), decided by measurement (``results/landmarks.md``).
 
 On held-out synthetic heads with their skull, the learned method (affine start + the local matching network)
-measured 0.91 and 1.01 mm mean radial error against the atlas method's 1.24 and 2.58 mm; on skull-stripped
+measured 0.91 and 1.01 mm mean radial error (model 1.0.0; 0.76 and 0.85 with 1.1.0) against the atlas method's 1.24
+and 2.58 mm; on skull-stripped
 heads the atlas method measured 0.37-0.57 mm against the learned method's 0.59-1.14 mm. On 1 mm grids (second
 run): skull-stripped, atlas 0.34-0.56 vs learned 0.59-1.10 mm; skull on, atlas 0.63 vs learned 0.95 mm on the T1 head
 but refused on the T2 head with 3 mm slices (learned 1.09): too few heads to split the choice by resolution. Kept free

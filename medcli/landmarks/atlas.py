@@ -52,10 +52,11 @@ MIN_HEAD_CORRELATION = 0.3
 #: brain's outline (|r| after it: smooth random texture 0.43-0.46, a body MR volume 0.42, noise in a head-sized
 #: ellipsoid 0.31, all above :data:`MIN_HEAD_CORRELATION`), but an affine map cannot invent the tissue pattern; eta
 #: squared, unlike r, also accepts contrasts that are not monotone in the T1 template's (PD, FLAIR). Measured after
-#: the affine stage (2 mm): bench_landmarks' heads 0.50-0.96 (skull-on ones 0.50-0.54), bench_brain_contrast's
-#: skull-on heads 0.70 (T1), 0.73 (T2), 0.34 (FLAIR, 5 mm slices: the lowest head); non-heads 0.001-0.09 (smooth
+#: the affine stage (2 mm): bench_landmarks' 12 heads 0.50-0.96 (skull-stripped 0.95-0.96, skull-on 0.50-0.54),
+#: bench_brain_contrast's 8 skull-on heads 0.30-0.73 (lowest: PD 1 mm 0.30, T2 with 4 mm slices 0.31, FLAIR with
+#: 5 mm slices 0.34), 3 more held-out T2 skull-on heads (1, 3, 5 mm slices) 0.56-0.78; non-heads 0.001-0.09 (smooth
 #: texture, noise, each alone and in a head-sized ellipsoid, the 3D Shepp-Logan phantom, a body CT and a body MR
-#: volume: the highest). The threshold sits about halfway (geometric) between the two.
+#: volume: the highest). The threshold sits about halfway (geometric) between 0.09 and 0.30.
 MIN_TISSUE_MATCH = 0.17
 TISSUE_BINS = 16
 #: Smoothing (Gaussian sigma, mm) of both images before :func:`check_tissue`, and the subject's foreground there
@@ -292,8 +293,8 @@ def check_tissue(t_data: np.ndarray, a_data: np.ndarray, lset: LandmarkSet, sour
     percentile there) less the smoothing kernel's reach, where the subject's own edge against its background cannot
     enter: eta squared does not see scale, and the faint ramp that smoothing draws inside an object's edge follows the
     template's brain outline whatever the object is (a constant box in the head's outline: 0.73 with the edge, 0.02
-    without). Measured at 2 mm on bench_landmarks' cases: T1 0.96, T2-like 0.95, PD-like 0.95 (0.27 unsmoothed,
-    with the edge), skull-on T1 0.51; textured non-heads 0.003-0.006.
+    without). Measured at 2 mm on bench_landmarks' cases: T1 0.96, T2-like 0.96, PD-like 0.96 (0.27 unsmoothed,
+    with the edge), skull-on T1 0.50; textured non-heads 0.001-0.09 (see :data:`MIN_TISSUE_MATCH`).
     """
     from scipy import ndimage
 

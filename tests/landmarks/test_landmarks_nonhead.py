@@ -140,3 +140,19 @@ def test_cli_refuses_a_textured_non_head_in_one_line(cli, tmp_path, method):
     lines = [x for x in r.stderr.decode().splitlines() if x.strip()]
     assert len(lines) == 1 and "is it a head MR image" in lines[0], lines
     assert not (tmp_path / "p.fcsv").exists()
+
+
+@pytest.mark.slow
+def test_lowest_scoring_skull_on_head_is_accepted():
+    """bench_brain_contrast's head 2 (PD, skull on, 1 mm): the lowest tissue match of the heads measured (0.30 with
+    the brain model's mask; 0.37 with its true one, used here; threshold 0.17)."""
+    from medcli import io
+    from medcli.train import heads
+
+    h = heads.synth_head(np.random.default_rng([19_000_019, 2]), "pd", spacing=1.0, cfg=heads.HELD_OUT, skull=True,
+                         slice_mm=1.0, slice_axis=2)
+    img, _ = heads.as_image(h)
+    s = load_set("afids")
+    det = detect_learned(img, s, mask=h.brain, template=io.read(s.template).resample(2.0))
+    assert det.stats["tissue_match"] >= MIN_TISSUE_MATCH
+    assert np.isfinite(det.points.ras).all()

@@ -331,6 +331,29 @@ def test_vertex_slices_dense_skulls_and_scanner_pixels():
     assert all(1.5 <= p <= 2.2 for p in pixels), pixels
 
 
+def test_bank_mix_draws_windows_from_every_bank():
+    """A mixed fine-tune (stage 4 mixed) draws each window from one of its banks, about as often from each."""
+    from medcli.recon.ct.learned import _pair_bank, ct_pair_bank_mix
+
+    common = {"bank": 1, "crop": 32, "size": 32, "views": 16, "photons": 4096.0}
+    mix = [{"bank_seed": 1, "body_prob": 1.0}, {"bank_seed": 2, "body_prob": 0.0, "random_prob": 1.0}]
+    banks = [_pair_bank(1, m["bank_seed"], 32, 16, 4096.0, tuple(sorted((k, v) for k, v in m.items() if k != "bank_seed")))[0][0]
+             for m in mix]
+    assert not np.allclose(banks[0], banks[1])
+
+    def which(x: np.ndarray) -> int:
+        # the window is the whole slice under one of the eight rot90 / flip augmentations
+        for i, b in enumerate(banks):
+            for k in range(4):
+                r = np.rot90(b, k, (1, 2))
+                if np.array_equal(x, r) or np.array_equal(x, r[:, ::-1]):
+                    return i
+        raise AssertionError("window from no bank")
+
+    drawn = [which(ct_pair_bank_mix(np.random.default_rng(s), mix, **common)[0]) for s in range(24)]
+    assert 6 <= sum(drawn) <= 18, drawn
+
+
 def test_learned_beats_fbp_on_a_held_out_slice(ct_slice):
     """60 views, 4096 photons on the real CT slice (the model saw only synthetic slices)."""
     from medcli.models import hub

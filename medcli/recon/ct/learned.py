@@ -403,6 +403,20 @@ def ct_pair_bank(rng: np.random.Generator, bank: int = 400, bank_seed: int = 1, 
     return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 
+def ct_pair_bank_mix(rng: np.random.Generator, mix: list[dict[str, Any]], **common: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A window of :func:`ct_pair_bank` from one of several banks, each drawn with equal probability.
+
+    A fine-tune on a new bank alone forgets what only the old bank taught (stage 4's vertex bank cost
+    CT_small 0.2-0.4 dB); mixing the old bank back in keeps it.
+
+    Args:
+        rng: The random source of the bank's choice, the window and the augmentation.
+        mix: Each bank's own settings (``bank_seed``, slice settings), over ``common``.
+        **common: Settings shared by all banks (``bank``, ``crop``, ``size``, ``views``, ``photons``).
+    """
+    return ct_pair_bank(rng, **{**common, **mix[int(rng.integers(len(mix)))]})
+
+
 # -- run time ----------------------------------------------------------------------------------
 
 

@@ -377,7 +377,7 @@ complete -c medcli -n '__fish_seen_subcommand_from detect; and not __fish_seen_s
 complete -c medcli -n '__fish_seen_subcommand_from detect; and not __fish_seen_subcommand_from eval' -l min-diameter -x -d 'Smallest lesion diameter'
 complete -c medcli -n '__fish_seen_subcommand_from detect; and not __fish_seen_subcommand_from eval' -l mask -r -F -d 'Search inside this mask (input grid; {stem} templates)'
 complete -c medcli -n '__fish_seen_subcommand_from detect; and not __fish_seen_subcommand_from eval' -l mask-out -r -F -d 'Label map of the findings (label i = finding i)'
-complete -c medcli -n '__fish_seen_subcommand_from detect; and not __fish_seen_subcommand_from eval' -l heatmap -r -F -d 'Score map (best normalised response per voxel)'
+complete -c medcli -n '__fish_seen_subcommand_from detect; and not __fish_seen_subcommand_from eval' -l heatmap -r -F -d 'Score map: for learned the centre heatmap of the network, before...'
 complete -c medcli -n '__fish_seen_subcommand_from detect; and not __fish_seen_subcommand_from eval' -l qc -r -F -d 'Contact sheet PNG: each finding'\''s three planes with its box'
 complete -c medcli -n '__fish_seen_subcommand_from detect; and not __fish_seen_subcommand_from eval' -s o -l output -r -F -d 'Output file, '\''-'\'' for stdout, or a template for several inputs...'
 complete -c medcli -n '__fish_seen_subcommand_from detect; and not __fish_seen_subcommand_from eval' -s f -l force -d 'Overwrite existing outputs'

@@ -170,7 +170,7 @@ def cli(
     min_diameter: Annotated[float, typer.Option("--min-diameter", min=0.5, metavar="MM", help="Smallest lesion diameter.")] = 2.0,
     mask: Annotated[Optional[str], typer.Option("--mask", metavar="FILE", help="Search inside this mask (input grid; {stem} templates).", show_default=False)] = None,
     mask_out: Annotated[Optional[str], typer.Option("--mask-out", metavar="FILE", help="Label map of the findings (label i = finding i).", show_default=False)] = None,
-    heatmap: Annotated[Optional[str], typer.Option("--heatmap", metavar="FILE", help="Score map (best normalised response per voxel).", show_default=False)] = None,
+    heatmap: Annotated[Optional[str], typer.Option("--heatmap", metavar="FILE", help="Score map: for learned the centre heatmap of the network, before the left-right asymmetry factor of the findings; for log the best normalised response per voxel.", show_default=False)] = None,
     qc: Annotated[Optional[str], typer.Option("--qc", metavar="FILE", help="Contact sheet PNG: each finding's three planes with its box.", show_default=False)] = None,
 ):
     from medcli.errors import ProcessingError, UsageError

@@ -195,7 +195,7 @@ def detect_atlas(
     t_data, w_data = np.asarray(tmpl.data, np.float32), np.asarray(res.warped.data, np.float32)
     coarse, affine = coarse_grid(tmpl), TransformChain([res.chain[-1]])
     eta = check_tissue(np.asarray(coarse.data, np.float32), np.asarray(warp_image(image, affine, coarse).data), lset, src,
-                       warped_mask(image, mask, affine, coarse), spacing(coarse))
+                       warped_mask(image, mask, affine, coarse), min(coarse.spacing))
     stats = dict(res.stats, head_correlation=round(check_head(t_data, w_data, lset, src), 4), tissue_match=round(eta, 4))
     ras = res.chain.transform_points(lset.points.ras)
     conf = local_similarity(t_data, w_data, tmpl.affine, lset.points.ras, CONFIDENCE_RADIUS_MM)
@@ -314,14 +314,9 @@ def check_tissue(t_data: np.ndarray, a_data: np.ndarray, lset: LandmarkSet, sour
     return eta
 
 
-def spacing(image: Image) -> float:
-    """The finest voxel size (mm) of ``image``."""
-    return float(np.sqrt((image.affine[:3, :3] ** 2).sum(0)).min())
-
-
 def coarse_grid(template: Image, mm: float = 2.0) -> Image:
     """``template`` subsampled (every k-th voxel, no interpolation) to about ``mm``: where :func:`check_tissue` looks."""
-    k = max(1, int(round(mm / spacing(template))))
+    k = max(1, round(mm / min(template.spacing)))
     if k == 1:
         return template
     aff = template.affine.copy()

@@ -46,7 +46,6 @@ from medcli.landmarks.atlas import (
     check_image,
     check_tissue,
     found,
-    spacing,
     subject_mask,
     warped_mask,
 )
@@ -278,7 +277,7 @@ def detect_learned(
     res = register(image, tmpl, kind="affine", moving_mask=mask, seed=seed, device=device, options=opts, log=log)
     t_data, w_data = np.asarray(tmpl.data, np.float32), np.asarray(res.warped.data, np.float32)
     w_mask = warped_mask(image, mask, res.chain, tmpl)
-    eta = check_tissue(t_data, w_data, lset, src, w_mask, spacing(tmpl))
+    eta = check_tissue(t_data, w_data, lset, src, w_mask, min(tmpl.spacing))
     rho = check_head(t_data, w_data, lset, src, w_mask)
     data = np.asarray(image.data, np.float32)
     ref = reference_patches(reference if reference is not None else io.read(lset.template), lset.points.ras)

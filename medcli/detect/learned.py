@@ -194,10 +194,10 @@ class LearnedDetector:
             return [], np.zeros(img.shape, np.float32), aff
         x = model_input(img, m, ct, window, self.channels, self.spacing)
         heat, sizes = predict_maps(self.net, x, self.device, self.mirror if mirror is None else mirror)
-        if not bilateral:
-            return peaks_to_findings(heat, sizes, m, aff, floor, max_findings, min_diameter, max_diameter), heat, aff
-        from medcli.detect.symmetry import rescore
+        # re-scoring can reorder the findings, so the count is cut after it
+        found = peaks_to_findings(heat, sizes, m, aff, floor, None if bilateral else max_findings, min_diameter, max_diameter)
+        if bilateral:
+            from medcli.detect.symmetry import rescore
 
-        found = rescore(peaks_to_findings(heat, sizes, m, aff, floor, None, min_diameter, max_diameter), x[0], m, aff)
-        found = [f for f in found if f.score >= floor]
-        return found[:max_findings] if max_findings is not None else found, heat, aff
+            found = [f for f in rescore(found, x[0], m, aff) if f.score >= floor][:max_findings]
+        return found, heat, aff

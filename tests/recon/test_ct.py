@@ -354,6 +354,31 @@ def test_bank_mix_draws_windows_from_every_bank():
     assert 6 <= sum(drawn) <= 18, drawn
 
 
+def test_test_time_transforms_turn_each_output_back():
+    """The mean over 4 or 8 flipped / turned inputs equals one pass for a net that commutes with them, and not for one that does not."""
+    import torch
+
+    from medcli.recon.ct.learned import PostProcessor
+
+    class Pointwise(torch.nn.Module):
+        def forward(self, x):
+            return x[:, 1:2] ** 2
+
+    class Ramp(torch.nn.Module):  # depends on the row index: not equivariant
+        def forward(self, x):
+            return torch.arange(x.shape[2], dtype=x.dtype)[None, None, :, None].expand_as(x[:, :1])
+
+    x = np.random.default_rng(0).random((2, 2, 30, 27)).astype(np.float32)  # odd, non-square: padding and turns
+    pp = PostProcessor(Pointwise(), {"params": {"features": [1, 2, 3, 4]}})
+    for n in (4, 8):
+        np.testing.assert_allclose(pp(x, transforms=n), pp(x), atol=1e-6)
+    ramp = PostProcessor(Ramp(), {"params": {"features": [1, 2, 3, 4]}})
+    # a row index averaged with its mirror image is the middle row everywhere
+    np.testing.assert_allclose((ramp(x, transforms=4) - x[:, 0])[:, :, 0], 14.5, atol=1e-5)
+    with pytest.raises(ValueError):
+        pp(x, transforms=3)
+
+
 def test_learned_beats_fbp_on_a_held_out_slice(ct_slice):
     """60 views, 4096 photons on the real CT slice (the model saw only synthetic slices)."""
     from medcli.models import hub

@@ -142,7 +142,7 @@ def reconstruct_ct(
         if method == "fbp":
             mu = fbp(p, proj, filter, cutoff)
         elif method == "learned":
-            from medcli.recon.ct.learned import PostProcessor, model_fits, start_inputs
+            from medcli.recon.ct.learned import TEST_TIME_TRANSFORMS, PostProcessor, model_fits, start_inputs
 
             net = PostProcessor.load(model)
             ok, why = model_fits(net.spec, geo)
@@ -152,7 +152,7 @@ def reconstruct_ct(
             if not i0:
                 i0 = float(net.spec.get("input", {}).get("photons", 4096))
                 log.warning(f"recon: the learned model's start needs the photon count I0 (sidecar Photons); assuming {i0:g}")
-            hu = net(start_inputs(p, proj, float(i0), net.spec.get("input", {})).cpu().numpy()) * 1000.0
+            hu = net(start_inputs(p, proj, float(i0), net.spec.get("input", {})).cpu().numpy(), TEST_TIME_TRANSFORMS) * 1000.0
             mu = torch.as_tensor(geo.mu_water * (1 + hu / 1000.0))
             files = net.spec.get("files") or [{}]
             prov["Model"] = {"Name": net.spec.get("name", model or "recon-ct"),

@@ -144,6 +144,24 @@ def test_training_input_is_made_as_run_time_makes_it():
     assert np.ptp(np.angle(turned[fg] * np.conj(turned[fg][0]))) < 1e-3  # one global phase
 
 
+def test_training_bank_draws_degenerate_pairs_again(monkeypatch):
+    """A pair whose ESPIRiT maps are empty (run time refuses such data) or that is not finite never
+    enters a bank: it overflowed the loss (NaN at step 8 of recipes/recon_mri_v33.toml's first run)."""
+    from medcli.recon.mri import learned as lm
+
+    x, y = lm.cs_training_pair(np.random.default_rng(3), size=48, max_coils=8, cs_iterations=3)
+    assert lm._usable(x, y)
+    no_maps = x.copy()
+    no_maps[2 * 8 : 4 * 8] = 0
+    not_finite = x.copy()
+    not_finite[-1, 3, 3] = np.nan
+    assert not lm._usable(no_maps, y) and not lm._usable(not_finite, y)
+    draws = iter([(no_maps, y), (x, y), (not_finite, y), (x + 1, y)])
+    monkeypatch.setattr(lm, "cs_training_pair", lambda rng, **kw: next(draws))
+    xs, _ = lm._cs_bank.__wrapped__(2, 0, ())
+    np.testing.assert_array_equal(xs, np.stack([x, x + 1]))
+
+
 def test_ellipse_phantoms_are_objects_inside_the_field_of_view():
     """The non-brain training objects: seeded, maximum 1, a zero border (coils see all of it), several
     intensity levels; a phantoms share of 1 trains on them only, 0 on the brain only."""

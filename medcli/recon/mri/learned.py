@@ -294,9 +294,33 @@ def cs_training_pair(rng: np.random.Generator, size: int = 128, max_coils: int =
 @lru_cache(maxsize=1)
 def _cs_bank(count: int, seed: int, settings: tuple) -> tuple[np.ndarray, np.ndarray]:
     """``count`` pairs of :func:`cs_training_pair` drawn once per process (ESPIRiT + CS cost more than a step)."""
+    from medcli.cli.runtime import log
+
     rng = np.random.default_rng(seed)
-    pairs = [cs_training_pair(rng, **dict(settings)) for _ in range(count)]
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []
+    dropped = 0
+    while len(pairs) < count:
+        pair = cs_training_pair(rng, **dict(settings))
+        if _usable(*pair):
+            pairs.append(pair)
+        else:
+            dropped += 1
+    if dropped:
+        log.warning(f"training bank: {dropped} degenerate pairs drawn again (no ESPIRiT maps, or not finite)")
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def _usable(x: np.ndarray, y: np.ndarray) -> bool:
+    """A packed pair run time would reconstruct: finite, with ESPIRiT maps on >= 1 % of the plane.
+
+    Run time refuses data whose maps are (almost) empty (``methods.estimate_maps``), so such a pair
+    never reaches the network there; in training its scale (a percentile of a zero image) is the
+    1e-12 floor and the loss can overflow (recipes/recon_mri_v33.toml's first run: NaN at step 8; its rerun, with
+    the one degenerate pair of that bank drawn again, trained).
+    """
+    c = (x.shape[0] - 3) // 4
+    coverage = float(np.mean(np.abs(x[2 * c : 4 * c]).sum(0) > 0))
+    return bool(np.isfinite(x).all() and np.isfinite(y).all() and coverage >= 0.01)
 
 
 def cs_training_bank(rng: np.random.Generator, bank: int = 300, bank_seed: int = 1, **settings: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -66,3 +66,20 @@ def test_deterministic_and_empty_image(held_out, tmp_path):
     det = detect(flat, task="brain-lesion", method="learned", mask=held_out.brain)
     doc = json.loads(format_findings(det.findings, "json"))
     assert doc["n_findings"] == 0 and doc["findings"] == [] and doc["method"] == "learned"
+
+
+def test_peak_sizes_over_the_range_are_clipped_not_dropped():
+    """A confident peak whose regressed size exceeds the searched range stays (clipped); one under it goes."""
+    from medcli.detect.learned import peaks_to_findings
+
+    heat = np.zeros((20, 20, 20), np.float32)
+    heat[5, 5, 5], heat[14, 14, 14] = 0.9, 0.8
+    sizes = np.full((4, 20, 20, 20), 10.0, np.float32)
+    sizes[:, 5, 5, 5] = 55.0  # the size head's over-estimate of a large lesion
+    sizes[:, 14, 14, 14] = 1.5
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    found = peaks_to_findings(heat, sizes, np.ones(heat.shape, bool), aff, 0.1, min_diameter=2.0, max_diameter=40.0)
+    assert len(found) == 1 and found[0].score == pytest.approx(0.9)
+    assert found[0].diameter_mm == pytest.approx(40.0)
+    np.testing.assert_allclose(found[0].size_mm, 40.0, rtol=1e-5)
+    np.testing.assert_allclose(found[0].center_ras, [10.0, 10.0, 10.0], atol=1e-6)

@@ -45,7 +45,7 @@ def synthetic(count: int) -> dict[str, tuple[np.ndarray, float]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=[])
-    ap.add_argument("--tta", nargs="*", type=int, default=[], choices=(4, 8),
+    ap.add_argument("--tta", nargs="*", type=int, default=[], choices=(2, 4, 8),
                     help="also score each model under these numbers of test-time flips / turns")
     ap.add_argument("--seeds", nargs="+", type=int, default=[60])
     ap.add_argument("--lambdas", nargs="*", type=float, default=[], help="TV weights (HU) of an iterative grid")

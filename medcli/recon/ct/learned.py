@@ -468,7 +468,7 @@ class PostProcessor:
 
         Args:
             x: The network's input.
-            transforms: 1, or the mean over 4 (flips, half turn: exact for any evenly spread views over
+            transforms: 1, or the mean over 2 (the half turn), 4 (flips, half turn: exact for any evenly spread views over
                 180 degrees) or 8 (also the quarter turns: exact for an even number of views) transforms
                 of the input, each output turned back (test-time augmentation with the training windows' own
                 augmentations).
@@ -477,8 +477,8 @@ class PostProcessor:
 
         from medcli.cli.runtime import torch_device
 
-        if transforms not in (1, 4, 8):
-            raise ValueError(f"transforms must be 1, 4 or 8, not {transforms}")
+        if transforms not in (1, 2, 4, 8):
+            raise ValueError(f"transforms must be 1, 2, 4 or 8, not {transforms}")
         mult = 2 ** (len(self.spec.get("params", {}).get("features", [0, 0, 0, 0])) - 1)
         dev = torch_device()
         self.net.to(dev)

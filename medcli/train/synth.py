@@ -136,6 +136,10 @@ class SynthConfig:
             scanner's would, not only the per-label means. 0 (the default)
             draws nothing: earlier recipes render exactly as before.
         drift_gamma: Range of the response's gamma exponent (log-uniform).
+        clinical_contrast: Probability that the tissue means follow one of the
+            clinical orders of :data:`CLINICAL_CONTRASTS` (T1-, T2-, PD- or
+            FLAIR-like, low contrast included) instead of any order. 0 (the
+            default) draws nothing, so earlier recipes render exactly as before.
         drift_offset: Range of the brain offset (fraction of the brightest tissue).
     """
 
@@ -165,6 +169,8 @@ class SynthConfig:
     drift_response: float = 0.0
     drift_gamma: Sequence[float] = (0.5, 1.6)
     drift_offset: Sequence[float] = (-0.05, 0.15)
+    clinical_contrast: float = 0.0
+    tissue_texture: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -242,8 +248,31 @@ def _slab_coordinates(maps: TissueMaps, rng: np.random.Generator, cfg: SynthConf
 # -- intensities -------------------------------------------------------------------------------------
 
 
+#: Relative CSF, GM, WM means of clinical contrasts, as ranges (brightest tissue 1): uniform draws
+#: in these boxes. Any-order draws (``min_contrast`` apart, uniform in [0.05, 1]) rarely make the
+#: PD-like case, where CSF is only 5-20 % brighter than GM and GM 8-20 % brighter than WM, so sulcal
+#: CSF/GM mixtures differ from GM by a few percent (issue 18: PD-like CSF is the network's miss).
+CLINICAL_CONTRASTS: dict[str, tuple[tuple[float, float], ...]] = {
+    "T1": ((0.1, 0.45), (0.5, 0.8), (1.0, 1.0)),
+    "T2": ((1.0, 1.0), (0.45, 0.7), (0.25, 0.41)),
+    "PD": ((1.0, 1.0), (0.78, 0.94), (0.6, 0.74)),
+    "FLAIR": ((0.05, 0.35), (1.0, 1.0), (0.62, 0.9)),
+}
+
+
+def _clinical_means(rng: np.random.Generator) -> np.ndarray:
+    """CSF, GM, WM means of a random clinical contrast (:data:`CLINICAL_CONTRASTS`; the boxes do not overlap, so the order holds)."""
+    boxes = CLINICAL_CONTRASTS[list(CLINICAL_CONTRASTS)[int(rng.integers(len(CLINICAL_CONTRASTS)))]]
+    return np.array([rng.uniform(a, b) for a, b in boxes]) * rng.uniform(0.6, 1.0)
+
+
 def _tissue_means(rng: np.random.Generator, cfg: SynthConfig) -> np.ndarray:
-    """Random means of CSF, GM, WM in [0, 1], pairwise at least ``min_contrast`` apart."""
+    """Random means of CSF, GM, WM in [0, 1], pairwise at least ``min_contrast`` apart.
+
+    With probability ``cfg.clinical_contrast``, in the order and ranges of a clinical contrast instead.
+    """
+    if cfg.clinical_contrast > 0 and rng.random() < cfg.clinical_contrast:
+        return _clinical_means(rng)
     for _ in range(100):
         mu = rng.uniform(0.05, 1.0, 3)
         if np.min(np.abs(np.subtract.outer(mu, mu))[np.triu_indices(3, 1)]) >= cfg.min_contrast:
@@ -272,7 +301,24 @@ def render_slab(probs: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) -
         img = np.sum(probs * (mu[:, None, None, None] + drift[:, None] + tex), axis=0)
         if mu[0] == 0.0:
             img = img * (probs[0] < 0.999)
+    if cfg.tissue_texture > 0:
+        img = img * _tissue_texture(probs, rng, cfg.tissue_texture)
     return img.astype(np.float32), float(mu[1:].max())
+
+
+def _tissue_texture(probs: np.ndarray, rng: np.random.Generator, most: float) -> np.ndarray:
+    """A multiplicative texture (k, H, W) around 1: per tissue a std up to ``most``, half smooth, half voxel-wise.
+
+    The benchmark-like heterogeneity of real tissue (a T1's own texture carried into another contrast spreads
+    pure CSF by 15-20 %: issue 18's PD-like miss), mixed by the partial-volume probabilities.
+    """
+    shape = probs.shape[1:]
+    std = rng.uniform(0, most, 4).astype(np.float32)
+    std[0] = 0.0  # background: whatever it is, it stays
+    smooth = _smooth_field(rng, shape[1:], 6, 1.0, channels=4)[:, None]
+    fine = rng.standard_normal((4,) + tuple(shape)).astype(np.float32)
+    field = std[:, None, None, None] * (smooth + fine) / np.sqrt(2.0)
+    return np.clip(1.0 + np.sum(probs * field, axis=0), 0.3, 2.0)
 
 
 def random_response(rng: np.random.Generator, cfg: SynthConfig):
@@ -467,11 +513,23 @@ DRIFT_VALIDATION = {
 }
 
 
-def tissue_drift_validation_cases(seed: int = 12345, margin: int = 8) -> list[tuple[str, np.ndarray, np.ndarray]]:
+#: Scanners of other contrasts for validation (``tissue_drift_validation_cases(contrasts=True)``): PD-, FLAIR- and
+#: T2-like tissue signals (:func:`medcli.enhance.degrade.tissue_contrast`, the T1's texture kept) under a response,
+#: with other signals, responses and seeds than the benchmark's PD-/FLAIR-like scanners and scripts/tune_tissue_refine.py's.
+DRIFT_CONTRAST_VALIDATION = {
+    "drift PD-like gamma 0.9": dict(exponent=0.9, gain=1.1, offset=0.02, bias=0.25, rician=2, contrast=(1.0, 0.86, 0.73)),
+    "drift PD-like sigmoid": dict(response="sigmoid", centre=0.5, width=0.2, gain=1.0, bias=0.3, rician=3, contrast=(1.0, 0.82, 0.68)),
+    "drift FLAIR-like gamma 1.2": dict(exponent=1.2, gain=1.0, offset=0.01, bias=0.25, rician=2, contrast=(0.18, 1.0, 0.76)),
+    "drift T2-like 3 mm": dict(exponent=0.9, gain=1.2, bias=0.3, rician=3, slice_mm=3.0, contrast=(1.0, 0.55, 0.38)),
+}
+
+
+def tissue_drift_validation_cases(seed: int = 12345, margin: int = 8, contrasts: bool = False) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """:func:`tissue_validation_cases` plus the T1 rendered by the scanners of :data:`DRIFT_VALIDATION`.
 
     Noise and bias seeds are ``seed + 1000 + index`` (the benchmark uses 300-410), labels the
-    template's, every image percentile-normalised and cropped like the other cases.
+    template's, every image percentile-normalised and cropped like the other cases. With
+    ``contrasts``, the scanners of :data:`DRIFT_CONTRAST_VALIDATION` follow (seeds continue the count).
     """
     from medcli import io
     from medcli.enhance import degrade
@@ -483,7 +541,8 @@ def tissue_drift_validation_cases(seed: int = 12345, margin: int = 8) -> list[tu
     brain = labels > 0
     lo, hi = maps.brain_box
     box = tuple(slice(max(int(a) - margin, 0), int(b) + margin + 1) for a, b in zip(lo, hi))
-    for i, (name, params) in enumerate(DRIFT_VALIDATION.items()):
-        img = degrade.drift_render(t1, degrade.Drift(**params), rng=seed + 1000 + i, mask=brain)
+    scanners = {**DRIFT_VALIDATION, **(DRIFT_CONTRAST_VALIDATION if contrasts else {})}
+    for i, (name, params) in enumerate(scanners.items()):
+        img = degrade.drift_render(t1, degrade.Drift(**params), rng=seed + 1000 + i, mask=brain, tissues=maps.probs[1:])
         cases.append((name, normalise_percentile(np.asarray(img.data, np.float32))[box], labels[box]))
     return cases

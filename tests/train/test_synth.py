@@ -122,12 +122,42 @@ def test_drift_response_changes_tissue_ratios_and_keeps_the_order(maps):
 def test_drift_validation_cases_add_scanners_to_the_held_out_cases():
     from medcli.train.synth import tissue_drift_validation_cases
 
-    cases = tissue_drift_validation_cases()
+    from medcli.train.synth import DRIFT_CONTRAST_VALIDATION
+
+    cases = tissue_drift_validation_cases(contrasts=True)
     names = [c[0] for c in cases]
     assert names[:6] == ["T1", "T1 deformed", "T2-like", "PD-like", "T1 4 mm slices", "T1 Rician 9 %"]
-    assert names[6:] == list(DRIFT_VALIDATION)
+    n = 6 + len(DRIFT_VALIDATION)
+    assert names[6:n] == list(DRIFT_VALIDATION) and names[n:] == list(DRIFT_CONTRAST_VALIDATION)
+    # The other contrasts keep their tissue order through the scanner's monotone response.
+    for name, img, lab in cases[n:]:
+        m = [img[lab == c].mean() for c in (1, 2, 3)]
+        signals = DRIFT_CONTRAST_VALIDATION[name]["contrast"]
+        assert list(np.argsort(m)) == list(np.argsort(signals)), name
     t1 = cases[0][1]
-    for name, img, lab in cases[6:]:
+    for name, img, lab in cases[6:n]:
         m = [img[lab == c].mean() for c in (1, 2, 3)]
         assert m[0] < m[1] < m[2]  # still T1 order
         assert not np.allclose(img, t1, atol=0.05)
+
+
+def test_clinical_contrasts_keep_their_order_and_are_off_by_default():
+    from dataclasses import replace
+
+    from medcli.train.synth import CLINICAL_CONTRASTS, _tissue_means
+
+    rng = np.random.default_rng(3)
+    # Off by default: the any-order draw, with the same random numbers as before the option existed.
+    off = SynthConfig()
+    assert np.array_equal(_tissue_means(np.random.default_rng(5), off), _tissue_means(np.random.default_rng(5), replace(off, clinical_contrast=0.0)))
+    on = replace(off, clinical_contrast=1.0)
+    orders = set()
+    for _ in range(200):
+        mu = _tissue_means(rng, on)
+        assert np.all((mu > 0) & (mu <= 1))
+        orders.add(tuple(np.argsort(mu)))  # CSF, GM, WM indices, darkest first
+    # T1 (CSF < GM < WM), T2/PD (WM < GM < CSF) and FLAIR (CSF < WM < GM): the clinical orders and no other.
+    assert orders == {(0, 1, 2), (2, 1, 0), (0, 2, 1)}
+    # PD-like: CSF at most ~25 % brighter than GM (low contrast), GM brighter than WM.
+    csf, gm, wm = (np.mean(b) for b in CLINICAL_CONTRASTS["PD"])
+    assert csf > gm > wm and csf / gm < 1.3

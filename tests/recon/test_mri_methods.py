@@ -43,6 +43,20 @@ def test_wavelet_is_orthonormal_and_sparse_on_flat_patches():
     np.testing.assert_allclose(c[0, :4, :6].numpy(), 8 * blocks[0, ::8, ::8].numpy(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(16, 16), (15, 21)])
+def test_normal_operator_with_the_shifts_folded_is_a_h_a(shape):
+    """normal_op (the solvers' A^H A, centring shifts done once) equals adjoint(forward(x)), odd sizes included."""
+    import torch
+
+    from medcli.recon.mri.methods import adjoint, forward, normal_op
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((2, *shape), dtype=torch.complex64, generator=g)
+    maps = torch.randn((2, 3, *shape), dtype=torch.complex64, generator=g)
+    mask = (torch.rand((2, *shape), generator=g) > 0.5).float()
+    torch.testing.assert_close(normal_op(maps, mask)(x), adjoint(forward(x, maps, mask), maps, mask), rtol=1e-5, atol=1e-5)
+
+
 def test_espirit_finds_the_simulated_sensitivities(slice_4x):
     import torch
 

@@ -64,6 +64,28 @@ def normal(x, maps, mask):
     return adjoint(forward(x, maps, mask), maps, mask)
 
 
+def normal_op(maps, mask) -> Callable:
+    """``x -> A^H A x`` (as :func:`normal`) for fixed maps and mask, with the centring shifts done once.
+
+    The centred FFTs' shifts cancel inside A^H A except on the image: with S' = ifftshift(S) and
+    M' = ifftshift(M), A^H A x = fftshift(sum_c conj(S'_c) ifft(M' fft(S'_c ifftshift(x)))). Two shifts of
+    one image per call instead of four of every coil's: about a fifth of the iterative solvers' time.
+    """
+    import torch
+
+    ax = (-2, -1)
+    shifted_maps = torch.fft.ifftshift(maps, dim=ax)
+    shifted_mask = torch.fft.ifftshift(mask, dim=ax)[:, None]
+
+    def apply(x):
+        coils = shifted_maps * torch.fft.ifftshift(x, dim=ax)[:, None]
+        k = torch.fft.fft2(coils, dim=ax, norm="ortho") * shifted_mask
+        back = (shifted_maps.conj() * torch.fft.ifft2(k, dim=ax, norm="ortho")).sum(1)
+        return torch.fft.fftshift(back, dim=ax)
+
+    return apply
+
+
 def conjugate_gradient(apply: Callable, b, x0, iterations: int):
     """Solve apply(x) = b (Hermitian positive semi-definite) for every slice of the batch."""
     x = x0.clone()
@@ -182,7 +204,8 @@ def zerofill(k):
 def sense(k, maps, mask, iterations: int, lam: float = 0.0):
     """CG-SENSE from zero (as SigPy's SenseRecon: with few iterations the start matters, early stopping regularises)."""
     b = adjoint(k, maps, mask)
-    return conjugate_gradient(lambda x: normal(x, maps, mask) + lam * x, b, b * 0, iterations)
+    aha = normal_op(maps, mask)
+    return conjugate_gradient(lambda x: aha(x) + lam * x, b, b * 0, iterations)
 
 
 def _padded(shape: tuple[int, int], levels: int) -> tuple[int, int]:
@@ -225,10 +248,11 @@ def cs_wavelet(k, maps, mask, lam: float, iterations: int, levels: int = 3, seed
 
     support = pad((maps.abs().sum(1) > 0).to(k.dtype))
     aty = pad(adjoint(k, maps, mask))
+    aha = normal_op(maps, mask)
     x = aty.clone()
     z, t = x.clone(), 1.0
     for _ in range(iterations):
-        g = pad(normal(crop(z), maps, mask)) - aty
+        g = pad(aha(crop(z))) - aty
         dr, dp = (int(v) for v in rng.integers(0, 2**levels, size=2))
         c = wav.forward((z - g).roll((dr, dp), (-2, -1)))
         c = torch.where(keep, c, soft(c, lam))
@@ -244,12 +268,13 @@ def cs_tv(k, maps, mask, lam: float, iterations: int):
     import torch
 
     aty = adjoint(k, maps, mask)
+    aha = normal_op(maps, mask)
     support = (maps.abs().sum(1) > 0).to(k.dtype)  # the image is 0 where no coil sees it (see cs_wavelet)
     x = aty.clone()
     p = torch.zeros((2,) + x.shape, dtype=x.dtype, device=x.device)
     tau, sigma = 1.0, 1.0 / 16
     for _ in range(iterations):
-        x_new = (x - tau * (normal(x, maps, mask) - aty + grad_adjoint(p))) * support
+        x_new = (x - tau * (aha(x) - aty + grad_adjoint(p))) * support
         p = p + sigma * grad(2 * x_new - x)
         mag = (p.abs() ** 2).sum(0, keepdim=True).sqrt()
         p = p / (mag / lam).clamp_min(1.0)

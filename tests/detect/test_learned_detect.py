@@ -35,6 +35,7 @@ def test_models_load_through_the_hub(name):
     net = build(spec)
     net.load_state_dict(state)
     assert spec["task"] == "detection" and 1e5 < sum(p.numel() for p in net.parameters()) < 2e6
+    assert spec["version"] == "1.2.0"  # the bundled weights' version (bumped with them)
 
 
 def test_finds_known_lesions_in_held_out_anatomy(held_out):

@@ -50,6 +50,22 @@ def sample(vol, vox, mode: str = "bilinear", padding: str = "zeros"):
     return out.reshape(1, vol.shape[1], *lead)
 
 
+def quantile(x, q: float):
+    """``torch.quantile(x, q)`` of a 1D tensor (linear interpolation), bit for bit, from two ``kthvalue`` selections.
+
+    ``torch.quantile`` sorts the whole tensor: 3-4 times the time of two selections on the 200 000 gradient norms the
+    diffeomorphic stage takes it of in every iteration (about 0.3 CPU s of a 2 mm registration). The rank and weight
+    are computed as torch computes them (``q`` in ``x``'s dtype times ``n - 1``; ``lerp``), so the value is identical.
+    """
+    t = torch()
+    n = x.numel()
+    rank = t.tensor(q, dtype=x.dtype, device=x.device) * (n - 1)
+    lo = int(rank.floor())
+    below = x.kthvalue(lo + 1).values
+    above = x.kthvalue(lo + 2).values if lo + 1 < n else below
+    return t.lerp(below, above, rank - lo)
+
+
 def inside(vox, shape) -> "torch.Tensor":
     """1 where voxel coordinates ``(1, ..., 3)`` fall inside a grid of ``shape``, else 0."""
     ok = (vox[..., 0] >= 0) & (vox[..., 0] <= shape[0] - 1)

@@ -336,7 +336,7 @@ def fit_syn(Fp: Pyramid, Mp: Pyramid, Wp: Pyramid, A: np.ndarray, metric: str, o
                     norm = mag.amax()
                 else:  # a few outlying gradients must not shrink every other voxel's step
                     sub = mag.reshape(-1)[:: max(1, mag.numel() // 200000)]
-                    norm = torch.quantile(sub, opts.step_quantile)
+                    norm = G.quantile(sub, opts.step_quantile)
                 step = opts.syn_step * (1.0 - 0.5 * it / max(iters - 1, 1))
                 update = g * (step / (norm + 1e-12))
                 update = update * (step / (mag * (step / (norm + 1e-12))).clamp_min(step))

@@ -132,7 +132,12 @@ def cli(
         # read once, resampled once per method: a batch pays for each only when it first needs it
         if chosen not in templates:
             mm = spacing if spacing is not None else TEMPLATE_MM[chosen]
-            templates[chosen] = reference if mm == 1.0 else reference.resample(mm)
+            if chosen == "atlas":
+                from medcli.landmarks.atlas import atlas_template
+
+                templates[chosen] = atlas_template(reference, lset, mm)
+            else:
+                templates[chosen] = reference if mm == 1.0 else reference.resample(mm)
         return templates[chosen]
 
     def model_for() -> object:
@@ -172,8 +177,8 @@ def cli(
             det = detect_learned(image, lset, mask=m, skull=how, template=template_for(chosen), seed=seed, device=device,
                                  model=model_for(), reference=reference, log=log.debug)
         else:
-            det = detect_atlas(image, lset, mask=m, skull=how, template=template_for(chosen), seed=seed, device=device,
-                               log=log.debug)
+            det = detect_atlas(image, lset, mask=m, skull=how, template=template_for(chosen), reference=reference, seed=seed,
+                               device=device, log=log.debug)
         det.warnings[:0] = early
         for w in det.warnings:
             log.warning(f"{job.source}: {w}")

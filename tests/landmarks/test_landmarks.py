@@ -189,3 +189,22 @@ def test_t2_skull_on_head_with_4mm_slices_passes_the_head_check():
     det = detect_learned(img, s, mask=h.brain, template=io.read(s.template).resample(2.0))
     assert det.stats["head_correlation"] >= 0.4
     assert np.isfinite(det.points.ras).all()
+
+
+def test_landmark_box_keeps_the_margin_and_is_stable_under_resampling():
+    from medcli import io
+    from medcli.landmarks.atlas import BOX_MARGIN_MM, atlas_template, landmark_box
+
+    s = load_set("afids")
+    ref = io.read(s.template)
+    box = landmark_box(ref, s.points.ras)
+    vox = box.world_to_voxel(s.points.ras)
+    assert all(a < b for a, b in zip(box.shape, ref.shape)) and np.prod(box.shape) < 0.25 * np.prod(ref.shape)
+    # every landmark is at least the margin (less a voxel) from each face: the registration sees its surroundings
+    assert (vox.min(0) >= BOX_MARGIN_MM - 1).all() and (np.array(box.shape) - 1 - vox.max(0) >= BOX_MARGIN_MM - 1).all()
+    assert np.array_equal(np.asarray(box.data), np.asarray(ref.data)[tuple(slice(int(a), int(a) + n) for a, n in
+                                                                         zip(ref.world_to_voxel(box.affine[:3, 3][None])[0].round(), box.shape))])
+    for mm in (1.0, 2.0, 3.0):
+        t = atlas_template(ref, s, mm)
+        again = landmark_box(t, s.points.ras)  # what detect_atlas does with it: nothing more is cut
+        assert again.shape == t.shape and np.allclose(again.affine, t.affine)

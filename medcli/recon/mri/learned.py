@@ -79,7 +79,7 @@ def _build() -> type:
     import torch
     from torch import nn
 
-    from medcli.recon.mri.methods import adjoint, normal
+    from medcli.recon.mri.methods import adjoint, normal_op
 
     class Regulariser(nn.Module):
         """A CNN on phase-free features of the image, conv-LeakyReLU layers, last conv to 2 channels (zero init)."""
@@ -135,8 +135,9 @@ def _build() -> type:
             aty = adjoint(k, maps, mask)
             x = self.first_iterate(k, maps, mask) if first is None else first
             support = (maps.abs().sum(1) > 0).to(x.dtype)
+            aha = normal_op(maps, mask)  # A^H A with the FFT shifts folded (the solvers' operator)
             for eta, reg in zip(self.steps, self.cascades):
-                g = normal(x, maps, mask) - aty
+                g = aha(x) - aty
                 x = x - eta * g + support * reg(x, g)
             return x
 

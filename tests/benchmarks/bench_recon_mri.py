@@ -17,6 +17,7 @@ best lambda of the same grid; skipped when ``bart`` is not on PATH). medcli's CS
 ``--lambda auto`` (no oracle). Equal iterations: SENSE 20, CS 50.
 
 Run:  python tests/benchmarks/bench_recon_mri.py [--quick]   (writes tests/benchmarks/results/recon_mri.md)
+      python tests/benchmarks/bench_recon_mri.py --phantom-time | --maps   (printed only: cs vs BART time, ESPIRiT vs ecalib)
 """
 
 from __future__ import annotations
@@ -253,14 +254,94 @@ def best_of(results: dict, ref: np.ndarray, name: str):
     return max(scored, key=lambda r: r[0][0])
 
 
+def _bart_calib(y: np.ndarray, calib: int, work: Path) -> float:
+    """Write one slice for BART and time ``ecalib`` + ``pics`` l1-wavelet (50 iterations), as :func:`peer_bart`."""
+    k = y.transpose(1, 2, 0)[:, :, None, :]
+    base = str(work / "tk")
+    hdr, data = formats.cfl_parts(k)
+    Path(base + ".hdr").write_text(hdr)
+    data.ravel(order="F").tofile(base + ".cfl")
+    t0 = time.perf_counter()
+    subprocess.run(["bart", "ecalib", "-m1", "-r", f"24:{calib}:1", base, base + "_maps"], check=True, capture_output=True)
+    subprocess.run(["bart", "pics", "-w", "1", "-i", str(ITS["cs"]), "-R", "W:3:0:0.01", base, base + "_maps", base + "_x"],
+                   check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def phantom_times(reps: int = 6) -> None:
+    """medcli ``cs --reg wavelet`` (ESPIRiT included) vs BART ``ecalib`` + ``pics`` on the phantom, interleaved.
+
+    Timings on the shared machine are only comparable side by side: each repetition runs both,
+    and the medians' ratio is printed (markdown rows).
+    """
+    from medcli.recon.mri.espirit import calibration_region
+
+    work = Path(tempfile.mkdtemp(prefix="bench_recon_mri_t_"))
+    print("| condition | medcli cs wavelet s | BART ecalib + pics s | ratio |\n|---|---|---|---|")
+    for cname, accel, center, pattern in CONDITIONS:
+        ks, _ = phantom_kspace(128, accel, center, pattern, seed=11)
+        calib = calibration_region(ks.mask[0])[1]
+        if calib.stop - calib.start < 6:  # BART's ecalib aborts on calibration regions narrower than its kernel
+            continue
+        ours, theirs = [], []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            methods.reconstruct_mri(ks, "cs", reg="wavelet", iterations=ITS["cs"])
+            ours.append(time.perf_counter() - t0)
+            theirs.append(_bart_calib(ks.data[0], calib.stop - calib.start, work))
+        a, b = float(np.median(ours)), float(np.median(theirs))
+        print(f"| {cname} | {a:.3f} | {b:.3f} | {a / b:.2f} |", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def compare_maps() -> None:
+    """medcli cs (wavelet, tv) with medcli's ESPIRiT at its defaults, at BART's ``ecalib`` defaults, and BART's maps.
+
+    BART keeps singular values above sqrt(t) of the largest (t = 0.001: 0.0316) and crops at 0.8; medcli (as
+    SigPy) keeps those above 0.02 and crops at 0.95. Data: the phantom and two MNI training slices (80, 140;
+    not held out), 4x random and equispaced (BART's ecalib aborts on the phantom's 5-line 8x centre).
+    """
+    from medcli.recon.mri.espirit import calibration_region, espirit_maps
+    from medcli.recon.mri.simulate import simulate_slices
+
+    work = Path(tempfile.mkdtemp(prefix="bench_recon_mri_m_"))
+    t1 = io.read("sample:t1").data
+    print("| condition | data | maps | map support | cs wavelet SSIM | cs tv SSIM |\n|---|---|---|---|---|---|")
+    for cname, accel, center, pattern in (CONDITIONS[0], CONDITIONS[2]):
+        sets = [("phantom", *phantom_kspace(128, accel, center, pattern, seed=11))]
+        for z in (80, 140):
+            img = np.asarray(t1[:, :, z], np.float32)[None]
+            k, m, r = simulate_slices(img, coils=8, accel=accel, center=center, pattern=pattern, snr=SNR, seed=z)
+            sets.append((f"MNI slice {z}", formats.KSpace(k, m, np.eye(4), img.shape[1:]), r))
+        for dname, ks, ref in sets:
+            y, mask = ks.data[0], ks.mask[0]
+            calib = calibration_region(mask)[1]
+            variants = {"medcli (0.02, crop 0.95)": espirit_maps(torch.from_numpy(y), mask).numpy(),
+                        "medcli at BART's (0.0316, crop 0.8)": espirit_maps(torch.from_numpy(y), mask, thresh=0.001**0.5, crop=0.8).numpy()}
+            if shutil.which("bart"):
+                _bart_calib(y, calib.stop - calib.start, work)
+                variants["BART ecalib"] = _read_cfl(str(work / "tk_maps")).reshape(y.shape[1], y.shape[2], y.shape[0]).transpose(2, 0, 1)
+            for name, mps in variants.items():
+                mps = mps[None].astype(np.complex64)
+                q = [ssim(ref, np.abs(methods.reconstruct_mri(ks, "cs", reg=reg, iterations=ITS["cs"], maps=mps).image)) for reg in methods.REGS]
+                print(f"| {cname} | {dname} | {name} | {float((np.abs(mps).sum(1) > 0).mean()):.3f} | {q[0]:.4f} | {q[1]:.4f} |", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--phantom-time", action="store_true", help="only time medcli cs vs BART on the phantom, interleaved (printed)")
+    ap.add_argument("--maps", action="store_true", help="only compare coil maps (medcli's ESPIRiT settings vs BART's), printed")
     ap.add_argument("--quick", action="store_true", help="fewer slices (a smoke run)")
     ap.add_argument("--skip-learned", action="store_true", help="no learned rows (the model is still training)")
     ap.add_argument("--reuse", action="store_true", help="reuse the cached classical and peer results; recompute learned")
     ap.add_argument("--redo", nargs="*", default=[], help="with --reuse: medcli methods to recompute (e.g. sense); they replace the cached rows")
     ap.add_argument("--model", default=None, help="learned model (hub name or run folder; default: the registered recon-mri)")
     args = ap.parse_args()
+    if args.phantom_time or args.maps:
+        phantom_times() if args.phantom_time else compare_maps()
+        return
     work = Path(tempfile.mkdtemp(prefix="bench_recon_mri_"))
     data, zs = datasets(work, args.quick)
     lines = [

@@ -68,7 +68,7 @@ def eval_cli(
     "landmarks",
     summary="Anatomical landmarks (the 32 AFIDs) on a T1/T2 head image, as Slicer markups, with a confidence per point.",
     description="atlas (the default on a skull-stripped head): registers the head onto the set's template (medcli register: rigid, affine, "
-    "then diffeomorphic; any MR contrast) and carries the template's landmarks to the subject through that "
+    "then diffeomorphic; any MR contrast; on the template's box around the landmarks, 20 mm beyond them) and carries the template's landmarks to the subject through that "
     "transform. A head with its skull (recognised automatically, or --skull on) is brain-extracted first "
     "(medcli segment's brain model) unless --mask gives the brain. Output in world millimetres with the "
     "coordinate system in the file, chosen by extension: .fcsv (3D Slicer 5, LPS), .mrk.json (Slicer markups "
@@ -78,16 +78,16 @@ def eval_cli(
     "clamped. The AFIDs were placed on MNI152NLin2009bAsym; the bundled template is MNI152 2009a symmetric: "
     "offsets of about 1 mm between the two spaces are included in the error. --method learned: an affine "
     "registration (4 and 2 mm) then the landmarks-afids network refines each landmark by matching a 30 mm patch of the "
-    "subject with the template's (about 3x faster than atlas; less precise on skull-stripped known warps of the "
-    "template: 0.5-1.05 vs 0.34-0.58 mm; confidence = heatmap mass within 3 mm). --method auto (default) uses learned on a "
-    "head with its skull (it measured better there: 0.76 vs 1.24 mm and 0.85 vs 2.58 mm on held-out synthetic "
-    "skull-on heads) and atlas otherwise, or when --mask gives the brain. "
+    "subject with the template's (about as fast as atlas on a skull-stripped head and less precise there on known warps of "
+    "the template: 0.49-1.05 vs 0.25-0.50 mm; confidence = heatmap mass within 3 mm). --method auto (default) uses learned on a "
+    "head with its skull (it measured better there: 0.76 vs 1.24 mm and 0.85 vs 1.93 mm on held-out synthetic "
+    "skull-on heads at 2 mm) and atlas otherwise, or when --mask gives the brain. "
     "'medcli landmarks eval PRED TRUTH' gives radial errors.",
     examples=[
         ("The 32 AFIDs for 3D Slicer", "medcli landmarks t1.nii.gz -o t1_afids.fcsv"),
         ("With a QC picture and a brain mask", "medcli landmarks t1.nii.gz --mask brain.nii.gz -o afids.mrk.json --qc afids.png"),
         ("JSON to stdout", "medcli landmarks sample:t1 -o -"),
-        ("Faster: affine + learned refinement", "medcli landmarks t2.nii.gz --method learned -o afids.fcsv"),
+        ("Affine + learned refinement", "medcli landmarks t2.nii.gz --method learned -o afids.fcsv"),
         ("Many subjects", "medcli landmarks sub-*/anat/*_T1w.nii.gz -o afids/{stem}.fcsv"),
         ("Check against a rater", "medcli landmarks t1.nii.gz -o pred.fcsv && medcli landmarks eval pred.fcsv rater.fcsv"),
     ],
@@ -106,7 +106,7 @@ def cli(
     skull: Annotated[str, typer.Option("--skull", metavar="|".join(SKULL), help="Is the skull on? auto: recognised; on: brain-extract first.")] = "auto",
     spacing: Annotated[
         float | None, typer.Option("--spacing", min=0.5, metavar="MM", help="Voxel size of the template grid the registration runs on "
-                                      f"(default: {TEMPLATE_MM['atlas']:g} for atlas, {TEMPLATE_MM['learned']:g} for learned; 2: atlas about 4x faster).", show_default=False)
+                                      f"(default: {TEMPLATE_MM['atlas']:g} for atlas, {TEMPLATE_MM['learned']:g} for learned).", show_default=False)
     ] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the registration's affine stages.")] = 0,
     qc: Annotated[str | None, typer.Option("--qc", metavar="FILE", help="Write a QC picture: each landmark on its three planes (.png).", show_default=False)] = None,

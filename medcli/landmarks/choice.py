@@ -5,8 +5,10 @@ measured 0.91 and 1.01 mm mean radial error (model 1.0.0; 0.76 and 0.85 with 1.1
 and 2.58 mm; on skull-stripped
 heads the atlas method measured 0.37-0.57 mm against the learned method's 0.59-1.14 mm. On 1 mm grids (second
 run): skull-stripped, atlas 0.34-0.56 vs learned 0.59-1.10 mm; skull on, atlas 0.63 vs learned 0.95 mm on the T1 head
-but refused on the T2 head with 3 mm slices (learned 1.09): too few heads to split the choice by resolution. Kept free
-of heavy imports: ``medcli landmarks --help`` reads it.
+but refused on the T2 head with 3 mm slices (learned 1.09): too few heads to split the choice by resolution. Session 8
+(atlas on the template's landmark box): skull-stripped, atlas 0.29-0.50 vs learned 0.50-1.05 mm at 2 mm, 0.25-0.50 vs
+0.49-1.00 at 1 mm; skull on, atlas 1.24/1.93 vs learned 0.76/0.85 at 2 mm, 0.60/1.45 vs 0.72/0.91 at 1 mm: unchanged
+choice. Kept free of heavy imports: ``medcli landmarks --help`` reads it.
 """
 
 from __future__ import annotations

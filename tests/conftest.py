@@ -51,7 +51,7 @@ def t1():
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a module: the suite shares its CPUs, and OpenMP threads that wait on each other are slower than one."""
-    from medcli.cli.runtime import state
+    from medcli.runtime import state
 
     saved = state.threads
     state.threads = 1

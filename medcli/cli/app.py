@@ -128,7 +128,7 @@ def group():
 
 def main(argv: list[str] | None = None) -> None:
     """Run medcli and exit with a documented exit code (see medcli.errors)."""
-    from medcli.cli.runtime import install_signal_handlers, state
+    from medcli.runtime import install_signal_handlers, state
 
     install_signal_handlers()
     state.argv = list(sys.argv[1:] if argv is None else argv)

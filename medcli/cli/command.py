@@ -21,7 +21,6 @@ man pages and shell completions are all generated from this declaration.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import os
@@ -35,7 +34,6 @@ import typer
 
 from medcli import __version__
 from medcli.cli import options as opt
-from medcli.cli.runtime import check_device, configure_threads, log, progress, setup_logging, state
 from medcli.errors import (
     EXIT_INTERNAL,
     EXIT_OK,
@@ -45,8 +43,8 @@ from medcli.errors import (
     ProcessingError,
     UsageError,
 )
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+from medcli.files import IMAGE_SUFFIXES, sha256_of, sidecar_path
+from medcli.runtime import check_device, configure_threads, log, progress, setup_logging, state
 
 
 @dataclass
@@ -504,29 +502,6 @@ def stdout_is_pipe() -> bool:
 def describe() -> str:
     """The provenance line written into every image header (NIfTI descrip, NRRD/MHA metadata)."""
     return f"medcli {__version__} {state.command}".strip()
-
-
-def sha256_of(path: str) -> str | None:
-    if path == "-" or path.startswith("sample:") or not Path(path).is_file():
-        if path.startswith("sample:"):
-            from medcli.samples import sample_path
-
-            return sha256_of(str(sample_path(path[7:])))
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sidecar_path(output: str) -> str:
-    """``out/sub-01_T1w.nii.gz`` -> ``out/sub-01_T1w.json`` (BIDS names)."""
-    low = output.lower()
-    for suf in IMAGE_SUFFIXES:
-        if low.endswith(suf):
-            return output[: -len(suf)] + ".json"
-    return output + ".json"
 
 
 def run_batch(spec: CommandSpec, common: dict[str, Any], params: dict[str, Any]) -> int:

@@ -60,7 +60,7 @@ def convert(image: Image, dtype: str | None = None, reorient: str | None = None,
             where = image.meta.get("source")
             if strict:
                 raise ProcessingError(f"--dtype {dtype} would change values: {report.text()} (--strict)", where)
-            from medcli.cli.runtime import log
+            from medcli.runtime import log
 
             log.warning(f"{where or 'input'}: --dtype {dtype} changes values: {report.text()}")
         out = out.with_data(cast(data, target))

@@ -71,7 +71,7 @@ def cli(
         raise UsageError("--sigma-map is only produced by --method mppca")
 
     def step(image: Image, job: Job) -> Image:
-        from medcli.cli.runtime import log
+        from medcli.runtime import log
         from medcli.enhance.denoise import denoise
         from medcli.enhance.masks import read_mask
 

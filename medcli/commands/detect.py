@@ -21,7 +21,7 @@ FINDINGS_EXT = ".json, .csv, .mrk.json or .fcsv"
 
 
 def _is_image(path: str) -> bool:
-    from medcli.cli.command import IMAGE_SUFFIXES
+    from medcli.files import IMAGE_SUFFIXES
 
     return path.lower().endswith(IMAGE_SUFFIXES) or path.startswith("sample:")
 
@@ -100,7 +100,7 @@ def eval_cli(
     import json
     import sys
 
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
     from medcli.detect.evaluate import evaluate
     from medcli.errors import UsageError
     from medcli.io.safe import atomic_output, check_writable
@@ -188,7 +188,7 @@ def cli(
         raise UsageError(f"--qc {qc!r}: the contact sheet is a .png file")
 
     def step(image: Image, job: Job):
-        from medcli.cli.command import sha256_of
+        from medcli.files import sha256_of
         from medcli.enhance.masks import read_mask
         from medcli.detect.api import detect
         from medcli.detect.findings import findings_format, format_findings
@@ -218,7 +218,7 @@ def cli(
 
             title = f"{job.source}: {len(det.findings)} findings ({task}, {method}, >= {det.findings.threshold:g})"
             job.write_text(contact_sheet(image, det.findings, ct=task == "ct-lesion", title=title), qc)
-        from medcli.cli.runtime import log
+        from medcli.runtime import log
 
         log.info(f"{job.source}: {len(det.findings)} findings")
         return None

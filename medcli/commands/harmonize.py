@@ -51,7 +51,7 @@ def fit_cli(
 
     from medcli import io
     from medcli.cli.command import expand
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
     from medcli.enhance.harmonize import fit_nyul
     from medcli.enhance.masks import read_mask
     from medcli.io.safe import atomic_output, check_writable

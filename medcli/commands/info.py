@@ -55,7 +55,7 @@ def image_info(source: str, series: str | None = None, stats: bool = True) -> di
 
 def _recognise(img) -> dict | None:
     """Modality, contrast and region by the bundled contrast model (None, with a warning, if it cannot tell)."""
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     try:
         from medcli.segment.contrast import recognise
@@ -155,7 +155,7 @@ def cli(
     header_only: Annotated[bool, typer.Option("--header-only", help="Skip the value range (reads no voxels).")] = False,
     series: Annotated[str, typer.Option("--series", help="DICOM series to describe.")] = None,  # type: ignore[assignment]
 ) -> int:
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
     from medcli.errors import EXIT_PARTIAL, MedcliError
     from medcli.io.dicom import NotAnImage
 

@@ -112,7 +112,7 @@ def cli(
     qc: Annotated[str | None, typer.Option("--qc", metavar="FILE", help="Write a QC picture: each landmark on its three planes (.png).", show_default=False)] = None,
 ):
     from medcli import io
-    from medcli.cli.runtime import log, torch_device
+    from medcli.runtime import log, torch_device
     from medcli.errors import UsageError
     from medcli.landmarks.sets import load_set
 

@@ -182,7 +182,7 @@ def pull_cli(
     names: Annotated[List[str], typer.Argument(help="Model names (see 'medcli models list').", show_default=False)],
     folds: Annotated[Optional[str], typer.Option("--folds", help="Comma-separated fold numbers of an ensemble (default: all folds).", show_default=False)] = None,
 ) -> int:
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
     from medcli.errors import UsageError
     from medcli.models import hub
 
@@ -270,7 +270,7 @@ def path_cli(name: Annotated[str, typer.Argument(help="Model name.", show_defaul
     batch=False,
 )
 def rm_cli(names: Annotated[List[str], typer.Argument(help="Model names.", show_default=False)]) -> int:
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
     from medcli.models import hub
 
     for name in names:

@@ -101,7 +101,7 @@ def simulate_cli(
         Optional[int], typer.Option("--detectors", min=2, metavar="N", help="CT: detector bins [default: cover the grid's diagonal].")
     ] = None,
 ):
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
     from medcli.errors import UsageError
 
     if pattern not in PATTERNS:
@@ -141,7 +141,7 @@ def simulate_cli(
 
 def _ct_simulate_step(views: int, beam: str, photons: float | None, detectors: int | None, seed: int):
     """``recon simulate --ct``: a sinogram and its JSON geometry (NIfTI or .npy; ``-``: NIfTI with the geometry inside)."""
-    from medcli.cli.runtime import log, torch_device
+    from medcli.runtime import log, torch_device
     from medcli.errors import UsageError
 
     if beam not in ("parallel", "fan"):
@@ -248,7 +248,7 @@ def cli(
     cutoff: Annotated[float, typer.Option("--cutoff", metavar="FRACTION", help="CT fbp: filter cut-off, fraction of Nyquist (0-1].")] = 1.0,
     units: Annotated[str, typer.Option("--units", metavar="hu|mu", help="CT output: Hounsfield units or attenuation (mm^-1, water 0.0192).")] = "hu",
 ):
-    from medcli.cli.runtime import log, torch_device
+    from medcli.runtime import log, torch_device
     from medcli.errors import InputError, UsageError
 
     if modality not in MODALITIES:
@@ -289,7 +289,7 @@ def cli(
     def _mr_step(source: str, job: Job):
         import numpy as np
 
-        from medcli.cli.runtime import configure_torch, progress
+        from medcli.runtime import configure_torch, progress
         from medcli.recon.mri import formats
         from medcli.recon.mri.methods import reconstruct_mri
 

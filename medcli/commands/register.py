@@ -101,8 +101,8 @@ def cli(
     import json
 
     from medcli import io
-    from medcli.cli.command import sha256_of
-    from medcli.cli.runtime import log, torch_device
+    from medcli.files import sha256_of
+    from medcli.runtime import log, torch_device
     from medcli.enhance.masks import read_mask
     from medcli.errors import UsageError
 

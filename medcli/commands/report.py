@@ -13,7 +13,7 @@ RUNNABLE = ("brain", "tissue", "detect", "landmarks")
 
 def _write_all(texts: dict[str, str], outputs: list[str], force: bool) -> None:
     """Write every report atomically (all destinations were checked before any work)."""
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
     from medcli.io.safe import atomic_output
 
     for dest, text in texts.items():
@@ -85,8 +85,8 @@ def cli(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing reports.")] = False,
 ) -> int:
     from medcli import io
-    from medcli.cli.command import sha256_of
-    from medcli.cli.runtime import log
+    from medcli.files import sha256_of
+    from medcli.runtime import log
     from medcli.report.api import scan_report
     from medcli.report.inputs import recognise
 
@@ -154,7 +154,7 @@ def _parse_run(run: str | None) -> list[str]:
 def _fitting(tasks: list[str], image) -> tuple[list[str], dict]:
     """``--run all``: the analyses that fit what the image is (brain analyses need an MR head; CT gets lesion
     detection), and the recognised contrast (the brain step reuses it)."""
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
     from medcli.segment.contrast import describe, recognise
 
     rec = recognise(image)
@@ -184,7 +184,7 @@ def run_analyses(image, source: str, tasks: list[str], contrast: dict | None = N
     """
     import time
 
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     items = []
     brain_img = None
@@ -259,7 +259,7 @@ def _landmarks_items(image, brain_img):
     import numpy as np
 
     from medcli import io
-    from medcli.cli.runtime import log, torch_device
+    from medcli.runtime import log, torch_device
     from medcli.landmarks.atlas import brain_mask_for, detect_atlas
     from medcli.landmarks.choice import TEMPLATE_MM, auto_method
     from medcli.landmarks.sets import load_set

@@ -38,7 +38,7 @@ def cli(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the output folder's checkpoint.")] = False,
     force: Annotated[bool, typer.Option("-f", "--force", help="Start over, discarding an existing checkpoint.")] = False,
 ) -> int:
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
     from medcli.train.engine import load_recipe, train
 
     rec = load_recipe(recipe, overrides or [])

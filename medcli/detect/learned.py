@@ -170,7 +170,7 @@ class LearnedDetector:
     """A trained detection model from the hub (name or folder), ready to run on images."""
 
     def __init__(self, model: str, device=None):
-        from medcli.cli.runtime import configure_torch
+        from medcli.runtime import configure_torch
         from medcli.engine.architectures import build
         from medcli.models import hub
 

@@ -99,7 +99,7 @@ def predict(
         >>> out.shape
         (20, 20, 20, 1)
     """
-    from medcli.cli.runtime import configure_torch, torch_device
+    from medcli.runtime import configure_torch, torch_device
 
     torch = configure_torch()
     models = list(model) if isinstance(model, (list, tuple)) else [model]
@@ -372,7 +372,7 @@ def sliding_window(
     device=None,
 ) -> np.ndarray:
     """Blended patch-wise outputs (C_out, X, Y, Z) of ``models`` on a channels-first array."""
-    from medcli.cli.runtime import progress
+    from medcli.runtime import progress
 
     import torch
 
@@ -387,7 +387,7 @@ def sliding_window(
         whole = True
         need = per_voxel * float(np.prod(patch))
         if need > budget:
-            from medcli.cli.runtime import log
+            from medcli.runtime import log
 
             # A whole-volume model cannot be tiled without changing its outputs: warn, do not shrink.
             log.warning(f"this model runs on the whole volume; it may need ~{need / 1024**3:.1f} GiB (budget {budget / 1024**3:.1f} GiB)")

@@ -159,7 +159,7 @@ def _nlm_pass(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from medcli.cli.runtime import default_threads, state
+    from medcli.runtime import default_threads, state
 
     s, r = search, patch
     pad = 2 * s + r
@@ -318,7 +318,7 @@ def mppca(
         mask: Voxels to denoise (default all).
         return_sigma: Also return the noise sigma map.
     """
-    from medcli.cli.runtime import configure_torch
+    from medcli.runtime import configure_torch
 
     torch = configure_torch()
     x = np.nan_to_num(np.asarray(data, np.float32))

@@ -271,7 +271,7 @@ class BiasModel(_RunTimeModel):
 
 
 def _load_net(name: str):
-    from medcli.cli.runtime import configure_torch
+    from medcli.runtime import configure_torch
     from medcli.engine.architectures import build
     from medcli.errors import ProcessingError
     from medcli.models import hub
@@ -294,7 +294,7 @@ def _multiple(spec: dict[str, Any]) -> int:
 
 
 def _run(net, arr: np.ndarray) -> np.ndarray:
-    from medcli.cli.runtime import configure_torch, torch_device
+    from medcli.runtime import configure_torch, torch_device
 
     torch = configure_torch()
     dev = torch_device()

@@ -36,7 +36,7 @@ def patch2self(data: np.ndarray, mask: np.ndarray | None = None, patch_radius: i
             other volumes, the Patch2Self default for many volumes).
         ridge: Ridge penalty relative to the feature scale (numerical safety).
     """
-    from medcli.cli.runtime import configure_torch
+    from medcli.runtime import configure_torch
 
     torch = configure_torch()
     x = np.nan_to_num(np.asarray(data, np.float32))
@@ -108,7 +108,7 @@ def noise2self_3d(
         width: Channels of the network.
         seed: Seed of the patch sampling and of the initial weights.
     """
-    from medcli.cli.runtime import configure_torch
+    from medcli.runtime import configure_torch
 
     torch = configure_torch()
     from torch import nn

@@ -253,7 +253,7 @@ def train_smore(
     """
     import torch
 
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     torch.manual_seed(seed)
     g = np.random.default_rng(seed)
@@ -382,7 +382,7 @@ def superres(
     vols = [data] if data.ndim == 3 else [data.reshape(data.shape[:3] + (-1,))[..., t] for t in range(int(np.prod(data.shape[3:])))]
     if method == "cubic" or axis is None:
         if method != "cubic":
-            from medcli.cli.runtime import log
+            from medcli.runtime import log
 
             log.warning(f"{image.meta.get('source', 'input')}: no thick-slice axis (spacing {image.spacing}): cubic only")
         outs = [resample_array(v, image.affine, target_affine, target_shape, order=3) for v in vols]
@@ -393,7 +393,7 @@ def superres(
 
 
 def _network_sr(v, image, axis, target_affine, target_shape, method, profile, steps, mask, seed, model, warm_start, consistency, tta):
-    from medcli.cli.runtime import log, torch_device
+    from medcli.runtime import log, torch_device
     from medcli.engine.inference import resample_array
 
     sp = np.asarray(image.spacing, float)

@@ -263,7 +263,7 @@ def check_finite(img: Image, path: str | Path | None = None, allow: bool = False
     where = path or img.meta.get("source", "input")
     if not allow:
         raise InputError(f"{n} voxels are NaN or Inf (fix the image, or set them to 0 first)", where)
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     log.warning(f"{where}: {n} NaN/Inf voxels set to 0")
     fixed = np.where(bad, 0, data).astype(data.dtype)

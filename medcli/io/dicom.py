@@ -176,7 +176,7 @@ def _dcmread(path: Path, **kw):
         warnings.simplefilter("always")
         ds = pydicom.dcmread(str(path), **kw)
     if said:
-        from medcli.cli.runtime import log
+        from medcli.runtime import log
 
         for w in said:
             log.debug(f"{path}: pydicom: {str(w.message).splitlines()[0]}")
@@ -214,7 +214,7 @@ def _read_headerless(path: Path, explicit: bool):
     if not _looks_like_dicom(ds):
         return None
     implicit, little_endian = ds.original_encoding
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     log.warning(
         f"{path}: no DICOM Part 10 header (preamble and meta information); read as "
@@ -411,7 +411,7 @@ def _slices_of(ds, path: Path) -> list[_Slice]:
     shared = _first(getattr(ds, "SharedFunctionalGroupsSequence", None))
     per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
     if per_frame is not None and len(per_frame) > nframes:
-        from medcli.cli.runtime import log
+        from medcli.runtime import log
 
         log.warning(f"{path}: {len(per_frame)} per-frame functional groups for {nframes} frame(s); using the first {nframes}")
         per_frame = list(per_frame)[:nframes]
@@ -688,7 +688,7 @@ def _geometry(s: _Series, path: Path) -> tuple[np.ndarray, list[list[_Slice]]]:
     if n == 1:
         step = first.thickness if first.thickness and first.thickness > 0 else 1.0
         if not (first.thickness and first.thickness > 0):
-            from medcli.cli.runtime import log
+            from medcli.runtime import log
 
             log.warning(f"{path}: single slice without SliceThickness; using 1 mm for the third voxel size")
     else:
@@ -938,7 +938,7 @@ def read_dicom(path: Path, series: str | None = None) -> Image:
     if first.samples > 1:
         meta["color"] = "RGB"  # YBR and palette colour are converted to RGB when read
     if meta["dicom"]["photometric"].strip().upper() == "MONOCHROME1":
-        from medcli.cli.runtime import log
+        from medcli.runtime import log
 
         log.warning(f"{path}: MONOCHROME1 (low values display bright): stored values kept as they are, not inverted")
     if planar:
@@ -991,7 +991,7 @@ def _planar_geometry(s: _Series, path: Path) -> tuple[np.ndarray, list[list[_Sli
     along posterior, LPS; RAS+ after the sign change) at the origin, scaled by
     the pixel spacing; frames become the 4th axis.
     """
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     slices = s.slices
     if len(s.files) > 1:

@@ -21,7 +21,7 @@ _LPS = np.diag([-1.0, -1.0, 1.0])
 def _sitk():
     import SimpleITK as sitk
 
-    from medcli.cli.runtime import configure_itk
+    from medcli.runtime import configure_itk
 
     configure_itk(sitk)
     return sitk
@@ -261,7 +261,7 @@ def _quiet_stderr():
             buf.seek(0)
             chatter = buf.read().decode("utf-8", "replace").strip()
             if chatter:
-                from medcli.cli.runtime import log
+                from medcli.runtime import log
 
                 log.debug(f"ITK: {chatter}")
                 said.extend(" ".join(line.split()) for line in chatter.splitlines() if line.strip())

@@ -100,7 +100,7 @@ def _header_problems():
 
 
 def _judge_header_problems(problems: list[str], hdr, path) -> None:
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     try:
         sform_used = int(hdr["sform_code"]) > 0
@@ -235,7 +235,7 @@ def _check_qform_sform(hdr, path) -> None:
     if qcode > 0 and scode > 0:
         q, s = hdr.get_qform(), hdr.get_sform()
         if not np.allclose(q, s, atol=1e-3):
-            from medcli.cli.runtime import log
+            from medcli.runtime import log
 
             log.warning(f"{path}: qform and sform disagree; using the sform (as nibabel and FSL do)")
 
@@ -287,7 +287,7 @@ def write_nibabel(image: Image, path: Path) -> None:
     if name.endswith((".mgz", ".mgh")):
         stored = storable(image.data, "mgh", path=path)
         if stored.note:
-            from medcli.cli.runtime import log
+            from medcli.runtime import log
 
             log.warning(f"MGH/MGZ output: {stored.note}")
         data = stored.data

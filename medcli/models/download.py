@@ -126,7 +126,7 @@ def download(
     """
     from filelock import FileLock, Timeout
 
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     label = label or dest.name
     timeout = timeout if timeout is not None else _env_float("MEDCLI_DOWNLOAD_TIMEOUT", 30.0)
@@ -170,7 +170,7 @@ def download(
 
 def _fetch_url(url: str, dest: Path, sha256: str, size: int | None, label: str, timeout: float, retries: int, backoff: float) -> None:
     """Try one URL ``retries`` times, resuming into ``dest.part``; install on success."""
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     part = dest.with_name(dest.name + ".part")
     last = ""
@@ -264,7 +264,7 @@ def _progress(label: str, total: int | None, done: int):
     """A byte progress bar on stderr when a person watches; else a no-op."""
     from contextlib import contextmanager
 
-    from medcli.cli.runtime import progress_enabled
+    from medcli.runtime import progress_enabled
 
     @contextmanager
     def _cm() -> "Callable[[int], None]":

@@ -188,7 +188,7 @@ def _candidates(model: dict, fname: str) -> Iterator[tuple[str, Path]]:
 
 def _find(model: dict, f: dict, check: bool = True) -> tuple[str, Path] | None:
     """The first copy of file ``f`` whose size (and sha256 when ``check``) match."""
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     for origin, p in _candidates(model, f["name"]):
         if origin == "bundled" and not f.get("bundled"):
@@ -280,7 +280,7 @@ def _converted_name(fname: str) -> str:
 
 def _find_converted(model: dict, f: dict) -> Path | None:
     """A converted copy whose record names this file's sha256 and whose own hash holds."""
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     target = _converted_name(f["name"])
     for origin, p in _candidates(model, target):
@@ -646,7 +646,7 @@ def import_(source: str | os.PathLike) -> list[Path]:
     Raises:
         InputError: nothing in ``source`` is a known model file.
     """
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     src = Path(source).expanduser()
     if not src.exists():

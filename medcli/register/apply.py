@@ -132,7 +132,7 @@ def invert_points(t: Transform, points: np.ndarray, iterations: int = 100, tol: 
             break
     residual = np.linalg.norm(t.transform_points(x) - y, axis=1) if len(x) else np.zeros(0)
     if residual.size and residual.max() > 0.01:
-        from medcli.cli.runtime import log
+        from medcli.runtime import log
 
         # A field this steep is not invertible everywhere (folded): say where the points are unreliable.
         log.warning(f"the warp could not be inverted to 0.01 mm at {int((residual > 0.01).sum())} of {len(x)} points "

@@ -16,7 +16,7 @@ from medcli.image import Image, grid_with_spacing
 
 
 def torch():
-    from medcli.cli.runtime import configure_torch
+    from medcli.runtime import configure_torch
 
     return configure_torch()
 

@@ -33,7 +33,7 @@ def _label_table(item: Item) -> tuple[str, dict[int, tuple[str, tuple[int, int, 
     """The task and label table of a label map: from its sidecar, else from its values."""
     import json
 
-    from medcli.cli.command import sidecar_path
+    from medcli.files import sidecar_path
     from medcli.segment.outputs import LABELS
 
     task = None

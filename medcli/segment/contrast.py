@@ -104,7 +104,7 @@ def recognise(image: Image, device=None) -> dict[str, Any]:
         "region": name, "region_confidence": q, "skull": bool | None,
         "probabilities": {name: p}, "model": name, "sha256": hex}``.
     """
-    from medcli.cli.runtime import configure_torch, torch_device
+    from medcli.runtime import configure_torch, torch_device
 
     torch = configure_torch()
     dev = torch_device(device) if not hasattr(device, "type") else device

@@ -115,7 +115,7 @@ def brain_mask(image: Image, mask: Image | None = None, model: str | None = None
     from medcli.segment.brain import DEFAULT_MODEL as BRAIN_DEFAULT
     from medcli.segment.brain import extract_brain
 
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     name = model or BRAIN_DEFAULT
     log.info(f"{image.meta.get('source', 'input')}: not skull-stripped; extracting the brain with {name}")
@@ -198,7 +198,7 @@ def load_model(model: str, device=None):
             from medcli.models import hub
         except ImportError as e:  # pragma: no cover - only on a partial install
             raise ProcessingError(f"learned tissue segmentation is unavailable ({e})") from e
-        from medcli.cli.runtime import log
+        from medcli.runtime import log
 
         log.info(f"loading tissue model {model}")
         spec, state = hub.load(model)

@@ -49,7 +49,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from medcli.cli.runtime import log
+from medcli.runtime import log
 from medcli.errors import InputError, ProcessingError, UsageError
 
 SECTIONS = ("model", "data", "loss", "train", "validation", "output")
@@ -510,7 +510,7 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
         ProcessingError: a failure while training (non-finite loss, bad init weights).
         KeyboardInterrupt: SIGTERM or Ctrl-C, after saving a checkpoint.
     """
-    from medcli.cli.runtime import configure_threads, default_threads, state, torch_device
+    from medcli.runtime import configure_threads, default_threads, state, torch_device
     from medcli.engine.architectures import build
 
     t = recipe["train"]
@@ -518,7 +518,7 @@ def train(recipe: dict[str, Any], *, resume: bool = False, force: bool = False) 
         # The recipe's choice unless --threads said otherwise: on a busy machine one
         # thread per process beats two threads that wait for each other.
         configure_threads(int(t["threads"]))
-    from medcli.cli.runtime import configure_torch
+    from medcli.runtime import configure_torch
 
     torch = configure_torch()
     device = torch_device(None if state.device not in ("auto", "", None) else t.get("device") or "auto")
@@ -767,7 +767,7 @@ class _Bar:
     """Rich progress (loss, validation, ETA) on stderr, only when a person watches."""
 
     def __init__(self, total: int, done: int):
-        from medcli.cli.runtime import progress_enabled
+        from medcli.runtime import progress_enabled
 
         self.enabled = progress_enabled()
         self.total, self.done = total, done

@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of deepbet and medcli deepbet per image (best time kept)")
     args = ap.parse_args()
 
-    from medcli.cli.runtime import configure_threads
+    from medcli.runtime import configure_threads
 
     threads = configure_threads(args.threads)
     import nibabel as nib

@@ -96,7 +96,7 @@ def brain_rows(args, saved: list[dict] | None = None, save: Path | None = None) 
     Each row maps a method's name to (Dice, CPU s, mL, Dice against the intracranial mask, wall s); the
     default's row also says what it recognised and which model it ran.
     """
-    from medcli.cli.runtime import configure_torch
+    from medcli.runtime import configure_torch
 
     torch = configure_torch()  # thread count and subnormal flushing, for the original packages' runs too
 
@@ -341,7 +341,7 @@ def main() -> None:
                     help="reuse the masks' Dice and times saved by an earlier full run (results/brain_contrast.json)")
     args = ap.parse_args()
 
-    from medcli.cli.runtime import configure_threads
+    from medcli.runtime import configure_threads
 
     threads = configure_threads(args.threads)
     os.environ.setdefault("MEDCLI_HOME", tempfile.mkdtemp(prefix="medcli_bench_"))
@@ -455,7 +455,7 @@ def _map(fn, items: list, jobs: int) -> list:
 
 
 def _one_thread() -> None:
-    from medcli.cli.runtime import configure_threads
+    from medcli.runtime import configure_threads
 
     configure_threads(1)
 

@@ -148,7 +148,7 @@ def test_explicit_array_index_wins_and_env_needs_a_list(monkeypatch, listfile):
 
 
 def test_slurm_array_mistakes_are_warned(monkeypatch, listfile, caplog):
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     log.propagate = True
     try:

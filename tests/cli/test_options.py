@@ -12,7 +12,7 @@ THREADS = """
     @command("probe", summary="Report thread settings.", batch=False)
     def cli():
         import os, sys
-        from medcli.cli.runtime import configure_torch
+        from medcli.runtime import configure_torch
         torch = configure_torch()
         import SimpleITK as sitk
         from threadpoolctl import threadpool_info
@@ -86,7 +86,7 @@ BOOM = """
 
     @command("probe", summary="Fail.", batch=False)
     def cli():
-        from medcli.cli.runtime import log
+        from medcli.runtime import log
         log.warning("a warning")
         log.info("an info line")
         raise ZeroDivisionError("boom")
@@ -142,7 +142,7 @@ def test_no_progress_bar_or_colour_when_stderr_is_not_a_terminal(cli, tmp_path):
 
 
 def test_progress_is_a_no_op_without_a_terminal():
-    from medcli.cli import runtime
+    from medcli import runtime
 
     with runtime.progress(3, "x") as advance:
         for _ in range(3):
@@ -167,7 +167,7 @@ def test_progress_bar_on_a_terminal_unless_quiet(tmp_path):
 
 def test_configure_torch_flushes_subnormal_floats():
     # Subnormals made an HD-BET fold 30x slower on x86; configure_torch must switch them off.
-    from medcli.cli.runtime import configure_torch
+    from medcli.runtime import configure_torch
 
     torch = configure_torch()
     assert torch.tensor([1e-40], dtype=torch.float32).item() == 0.0

@@ -50,7 +50,7 @@ def test_nlmeans_gaussian_model(t1_2mm):
 
 def test_nlmeans_threads_give_the_same_result(t1_2mm, monkeypatch):
     # Slabs run in parallel threads with --threads > 1; each slab is independent, so the result must not change.
-    from medcli.cli import runtime
+    from medcli import runtime
 
     noisy = d.add_rician(t1_2mm.data[20:60, 30:70, 20:60], 5, rng=6)
     monkeypatch.setattr(runtime.state, "threads", 1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from medcli.cli import options, runtime
+from medcli import runtime
+from medcli.cli import options
 
 
 def test_skip_existing_completes_an_input_whose_side_outputs_a_killed_run_left(tmp_path, cli):

@@ -20,7 +20,7 @@ AFIDS = DATA / "afids-MNI152NLin2009bAsym.fcsv"
 @pytest.fixture(scope="session")
 def scan_inputs(tmp_path_factory) -> dict[str, Path]:
     """Files other commands write for the MNI T1 (real label map from the bundled tissue maps)."""
-    from medcli.cli.command import sha256_of
+    from medcli.files import sha256_of
     from medcli.detect.findings import Finding, Findings, format_findings
     from medcli.segment.outputs import LABELS, statistics, stats_text
 

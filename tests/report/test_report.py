@@ -23,7 +23,7 @@ def t1(scan_inputs):
 
 
 def test_recognised_by_content(scan_inputs, t1):
-    from medcli.cli.command import sha256_of
+    from medcli.files import sha256_of
 
     sha = sha256_of(str(scan_inputs["t1"]))
     kinds = {k: recognise(str(scan_inputs[k]), t1, sha).kind for k in ("labels", "stats", "stats_csv", "sidecar", "findings", "landmarks")}
@@ -136,7 +136,7 @@ def test_refusals_one_line_no_output(cli, scan_inputs, tmp_path):
 
 
 def test_register_stats_in_report(scan_inputs, t1, tmp_path):
-    from medcli.cli.command import sha256_of
+    from medcli.files import sha256_of
     from medcli.report.api import scan_report
 
     sha = sha256_of(str(scan_inputs["t1"]))
@@ -181,7 +181,7 @@ def test_landmarks_with_confidence_and_missing_points(t1):
 def test_side_from_the_landmarks_midsagittal_plane(scan_inputs, t1, tmp_path):
     """With right/left landmark pairs the side of a finding comes from their mid-sagittal plane (it follows a head
     off the image's centre), without them from the brain's centre in the label map."""
-    from medcli.cli.command import sha256_of
+    from medcli.files import sha256_of
     from medcli.io.points import read_points
     from medcli.report.build import build
     from medcli.report.inputs import Item
@@ -204,7 +204,7 @@ def test_side_from_the_landmarks_midsagittal_plane(scan_inputs, t1, tmp_path):
 
 def test_brain_task_stats_give_the_icv_not_a_structure(scan_inputs, t1, tmp_path):
     """segment --task brain --stats (one label 'brain'): read as the intracranial volume, as its label map is."""
-    from medcli.cli.command import sha256_of
+    from medcli.files import sha256_of
     from medcli.report.build import build
     from medcli.segment.outputs import LABELS, statistics, stats_text
 

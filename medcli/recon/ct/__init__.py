@@ -108,7 +108,7 @@ def reconstruct_ct(
     """
     import torch
 
-    from medcli.cli.runtime import configure_torch, log, torch_device
+    from medcli.runtime import configure_torch, log, torch_device
     from medcli.recon.ct.fbp import FILTERS, fbp
     from medcli.recon.ct.iterative import REGS, osem, sart, sirt
     from medcli.recon.ct.projector import Projector

@@ -475,7 +475,7 @@ class PostProcessor:
         """
         import torch
 
-        from medcli.cli.runtime import torch_device
+        from medcli.runtime import torch_device
 
         if transforms not in (1, 2, 4, 8):
             raise ValueError(f"transforms must be 1, 2, 4 or 8, not {transforms}")

@@ -295,7 +295,7 @@ def cs_training_pair(rng: np.random.Generator, size: int = 128, max_coils: int =
 @lru_cache(maxsize=1)
 def _cs_bank(count: int, seed: int, settings: tuple) -> tuple[np.ndarray, np.ndarray]:
     """``count`` pairs of :func:`cs_training_pair` drawn once per process (ESPIRiT + CS cost more than a step)."""
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
 
     rng = np.random.default_rng(seed)
     pairs: list[tuple[np.ndarray, np.ndarray]] = []

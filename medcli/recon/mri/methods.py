@@ -326,7 +326,7 @@ def reconstruct_mri(
     """
     import torch
 
-    from medcli.cli.runtime import log
+    from medcli.runtime import log
     from medcli.recon.mri.fft import tifft2c
 
     if method not in METHODS:

@@ -125,7 +125,7 @@ def truth(quick: bool) -> Image:
 def run(quick: bool = False) -> list[dict]:
     from denoise import timed_run  # the same subprocess timer as the denoise section
 
-    from medcli.cli.runtime import configure_itk, state
+    from medcli.runtime import configure_itk, state
     from medcli.enhance.bias import automatic_mask
 
     namespace: dict = {}

@@ -140,6 +140,9 @@ class SynthConfig:
             clinical orders of :data:`CLINICAL_CONTRASTS` (T1-, T2-, PD- or
             FLAIR-like, low contrast included) instead of any order. 0 (the
             default) draws nothing, so earlier recipes render exactly as before.
+        tissue_texture: Largest standard deviation of a multiplicative texture per
+            tissue (half smooth, half voxel-wise; 0.2 = 20 %). 0 (the default)
+            draws nothing.
         drift_offset: Range of the brain offset (fraction of the brightest tissue).
     """
 

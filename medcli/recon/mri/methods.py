@@ -60,12 +60,8 @@ def adjoint(y, maps, mask):
     return (maps.conj() * tifft2c(y * mask[:, None])).sum(1)
 
 
-def normal(x, maps, mask):
-    return adjoint(forward(x, maps, mask), maps, mask)
-
-
 def normal_op(maps, mask) -> Callable:
-    """``x -> A^H A x`` (as :func:`normal`) for fixed maps and mask, with the centring shifts done once.
+    """``x -> A^H A x``, i.e. ``adjoint(forward(x))``, for fixed maps and mask, with the centring shifts done once.
 
     The centred FFTs' shifts cancel inside A^H A except on the image: with S' = ifftshift(S) and
     M' = ifftshift(M), A^H A x = fftshift(sum_c conj(S'_c) ifft(M' fft(S'_c ifftshift(x)))). Two shifts of
